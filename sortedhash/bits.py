@@ -1,0 +1,108 @@
+"""Packing and unpacking binary codes.
+
+Every sortedhash transformer returns codes packed eight bits to a byte, ``uint8``,
+shape ``(n_samples, ceil(n_bits / 8))``. Bit ``j`` of a code lives in byte ``j // 8``
+at position ``j % 8`` counted from the least significant bit. This is the order of
+``np.packbits(..., bitorder="little")`` and of faiss's binary indexes, so codes can be
+handed to faiss unchanged.
+"""
+
+import numpy as np
+
+__all__ = ["pack_codes", "unpack_codes", "n_bytes_for", "check_codes"]
+
+
+def n_bytes_for(n_bits):
+    """Number of bytes of one packed code of ``n_bits`` bits."""
+    return (int(n_bits) + 7) // 8
+
+
+def pack_codes(bits):
+    """Pack binary codes into bytes (least significant bit first).
+
+    Parameters
+    ----------
+    bits : array-like of shape (n_samples, n_bits)
+        Codes as booleans or 0/1 integers. Signs are accepted too: an entry is set when it
+        is strictly positive, so ``{-1, +1}`` codes pack as expected.
+
+    Returns
+    -------
+    codes : ndarray of shape (n_samples, ceil(n_bits / 8)), dtype uint8
+        Packed codes; unused high bits of the last byte are zero.
+    """
+    bits = np.asarray(bits)
+    if bits.ndim != 2:
+        raise ValueError(f"bits must be 2-D (n_samples, n_bits), got shape {bits.shape}")
+    if bits.dtype != np.bool_:
+        bits = bits > 0
+    return np.packbits(bits, axis=1, bitorder="little")
+
+
+def unpack_codes(codes, n_bits=None):
+    """Unpack packed codes into a 0/1 ``uint8`` matrix.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n_samples, n_bytes), dtype uint8
+        Packed codes as returned by a sortedhash transformer.
+    n_bits : int, default=None
+        Number of bits to keep; defaults to ``8 * n_bytes``.
+
+    Returns
+    -------
+    bits : ndarray of shape (n_samples, n_bits), dtype uint8
+    """
+    codes = check_codes(codes, name="codes")
+    if n_bits is None:
+        n_bits = 8 * codes.shape[1]
+    elif not 0 < n_bits <= 8 * codes.shape[1]:
+        raise ValueError(
+            f"n_bits={n_bits} does not fit codes of {codes.shape[1]} bytes "
+            f"(at most {8 * codes.shape[1]} bits)"
+        )
+    return np.unpackbits(codes, axis=1, count=int(n_bits), bitorder="little")
+
+
+def check_codes(codes, *, name="codes", n_bytes=None, allow_empty=False):
+    """Check that ``codes`` is a 2-D ``uint8`` array of packed codes.
+
+    Unlike feature input, codes are never converted: a float or int array here almost
+    always means unpacked bits or the wrong array, so it is refused with a clear error.
+
+    Parameters
+    ----------
+    codes : ndarray
+        Candidate packed codes.
+    name : str, default="codes"
+        Name used in error messages.
+    n_bytes : int, default=None
+        Required code width in bytes, if known (e.g. the width seen at fit).
+    allow_empty : bool, default=False
+        Whether zero rows are accepted.
+
+    Returns
+    -------
+    codes : ndarray of dtype uint8, C-contiguous
+    """
+    if hasattr(codes, "toarray") or not hasattr(codes, "dtype"):
+        if hasattr(codes, "toarray"):
+            raise TypeError(f"{name} must be a dense uint8 ndarray of packed codes, got a sparse matrix")
+        codes = np.asarray(codes)
+    if codes.dtype != np.uint8:
+        raise TypeError(
+            f"{name} must be packed binary codes of dtype uint8 (as returned by a sortedhash "
+            f"transformer's transform, or pack_codes), got dtype {codes.dtype}"
+        )
+    if codes.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_bytes), got shape {codes.shape}")
+    if codes.shape[1] == 0:
+        raise ValueError(f"{name} has zero bytes per code")
+    if not allow_empty and codes.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 codes)")
+    if n_bytes is not None and codes.shape[1] != n_bytes:
+        raise ValueError(
+            f"{name} are {codes.shape[1]} bytes wide ({8 * codes.shape[1]} bits) but "
+            f"{n_bytes} bytes ({8 * n_bytes} bits) were expected"
+        )
+    return np.ascontiguousarray(codes)

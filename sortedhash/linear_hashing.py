@@ -1,0 +1,155 @@
+"""Baseline hashers: sign of a linear projection of centred data (LSH, PCA, ITQ).
+
+Each is a scikit-learn transformer returning packed codes in the same bit order as
+:class:`~sortedhash.NSHTransformer`, so they can be swapped for one another in a Pipeline
+or a benchmark.
+"""
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .bits import n_bytes_for, pack_codes
+
+__all__ = ["LSHTransformer", "PCAHashTransformer", "ITQTransformer"]
+
+
+class _LinearHash(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Codes are ``sign((X - mean_) @ projection_)``, packed."""
+
+    def _check_n_bits(self):
+        n = self.n_bits
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"n_bits must be an integer >= 1, got {n!r}")
+
+    def _fit_validate(self, X, min_samples=1):
+        self._check_n_bits()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=min_samples)
+        self.mean_ = X.mean(axis=0)
+        self.n_bytes_ = n_bytes_for(self.n_bits)
+        return X - self.mean_
+
+    def transform(self, X):
+        """Encode ``X`` into packed codes of shape (n_samples, ceil(n_bits / 8)), uint8."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return pack_codes((X - self.mean_) @ self.projection_ >= 0)
+
+    @property
+    def _n_features_out(self):
+        return self.n_bytes_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+
+def _pca_components(Xc, n_bits, name):
+    if n_bits > min(Xc.shape):
+        raise ValueError(
+            f"{name} with n_bits={n_bits} needs at least n_bits samples and features, got "
+            f"X of shape {Xc.shape}; use LSHTransformer for more bits than that"
+        )
+    _, _, vt = np.linalg.svd(Xc, full_matrices=False)
+    return vt[:n_bits].T
+
+
+class LSHTransformer(_LinearHash):
+    """Sign of a Gaussian random projection of centred data (SimHash / LSH).
+
+    Parameters
+    ----------
+    n_bits : int, default=64
+        Code length.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the projection.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (n_features,)
+    projection_ : ndarray of shape (n_features, n_bits)
+    """
+
+    def __init__(self, *, n_bits=64, random_state=None):
+        self.n_bits = n_bits
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        """Draw the projection; ``X`` only sets the mean and the width."""
+        Xc = self._fit_validate(X)
+        rng = check_random_state(self.random_state)
+        self.projection_ = rng.standard_normal((Xc.shape[1], self.n_bits))
+        return self
+
+
+class PCAHashTransformer(_LinearHash):
+    """Sign of the top ``n_bits`` principal components.
+
+    Parameters
+    ----------
+    n_bits : int, default=64
+        Code length; at most ``min(n_samples, n_features)``.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (n_features,)
+    projection_ : ndarray of shape (n_features, n_bits)
+    """
+
+    def __init__(self, *, n_bits=64):
+        self.n_bits = n_bits
+
+    def fit(self, X, y=None):
+        """Compute the principal directions of ``X``."""
+        Xc = self._fit_validate(X)
+        self.projection_ = _pca_components(Xc, self.n_bits, "PCAHashTransformer")
+        return self
+
+
+class ITQTransformer(_LinearHash):
+    """Iterative Quantization (Gong & Lazebnik, PAMI 2013).
+
+    PCA to ``n_bits`` dimensions, then an orthogonal rotation ``R`` that minimises the
+    quantization error ``||sign(V R) - V R||_F`` by alternating minimisation: fix the codes
+    ``B = sign(V R)``, then solve the orthogonal Procrustes problem for ``R``.
+
+    Parameters
+    ----------
+    n_bits : int, default=64
+        Code length; at most ``min(n_samples, n_features)``.
+    n_iter : int, default=50
+        Alternating minimisation steps.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial random rotation.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (n_features,)
+    projection_ : ndarray of shape (n_features, n_bits)
+        PCA directions times the learned rotation.
+    """
+
+    def __init__(self, *, n_bits=64, n_iter=50, random_state=None):
+        self.n_bits = n_bits
+        self.n_iter = n_iter
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        """Learn the PCA directions and the rotation."""
+        if isinstance(self.n_iter, bool) or not isinstance(self.n_iter, numbers.Integral) or self.n_iter < 0:
+            raise ValueError(f"n_iter must be an integer >= 0, got {self.n_iter!r}")
+        Xc = self._fit_validate(X)
+        pca = _pca_components(Xc, self.n_bits, "ITQTransformer")
+        V = Xc @ pca
+        rng = check_random_state(self.random_state)
+        R, _ = np.linalg.qr(rng.standard_normal((self.n_bits, self.n_bits)))
+        for _ in range(self.n_iter):
+            B = np.where(V @ R >= 0, 1.0, -1.0)
+            u, _, vt = np.linalg.svd(B.T @ V)
+            R = (u @ vt).T
+        self.projection_ = pca @ R
+        return self

@@ -1,0 +1,115 @@
+"""Losses of NSH: SortedNCE on the soft-sorted list, code-level NT-Xent, quantization.
+
+Each loss is a plain function of tensors; :class:`NSHLoss` combines them for training.
+"""
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["sorted_nce", "code_nt_xent", "quantization_loss", "hamming_similarity", "NSHLoss"]
+
+
+def sorted_nce(c_sorted, n_positives, temperature):
+    """SortedNCE: the first ``m`` sorted positions are positives, the rest negatives.
+
+    For each anchor ``i`` and positive position ``k <= m``::
+
+        -log( exp(c_ik / tau) / (exp(c_ik / tau) + sum_{l > m} exp(c_il / tau)) )
+
+    averaged over positives and anchors. Logits go straight to the log-sum-exp (no softmax
+    before it, unlike some reimplementations).
+
+    Parameters
+    ----------
+    c_sorted : Tensor of shape (n, K)
+        Similarities between each anchor and its soft-sorted list (``K > n_positives``).
+    n_positives : int
+        ``m``, the number of leading positions treated as positives.
+    temperature : float
+        ``tau``.
+    """
+    m = int(n_positives)
+    if not 0 < m < c_sorted.shape[1]:
+        raise ValueError(f"n_positives={m} must be in [1, {c_sorted.shape[1] - 1}] for lists of {c_sorted.shape[1]}")
+    logits = c_sorted / temperature
+    pos = logits[:, :m]
+    neg = torch.logsumexp(logits[:, m:], dim=1, keepdim=True)
+    return (torch.logaddexp(pos, neg) - pos).mean()
+
+
+def code_nt_xent(codes_a, codes_b, temperature):
+    """NT-Xent (SimCLR) between the two views' codes, each code normalised to unit length.
+
+    Every sample's positive is its other view; the other ``2n - 2`` codes are negatives.
+    """
+    u = F.normalize(torch.cat([codes_a, codes_b]), dim=1)
+    n = codes_a.shape[0]
+    logits = (u @ u.T) / temperature
+    logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=u.device), float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(u.device)
+    return F.cross_entropy(logits, target)
+
+
+def quantization_loss(h):
+    """Mean squared distance of the relaxed codes ``h`` from their signs."""
+    return ((h.abs() - 1.0) ** 2).mean()
+
+
+def hamming_similarity(codes_a, codes_b):
+    """``1 - Hamming / n_bits`` between {-1, +1} codes: ``<a, b> / (2 b) + 1/2``, in [0, 1]."""
+    n_bits = codes_a.shape[1]
+    return (codes_a @ codes_b.T) / (2.0 * n_bits) + 0.5
+
+
+class NSHLoss(torch.nn.Module):
+    """The NSH training objective for one pair of views.
+
+    ``sorted_weight * SortedNCE + code_nce_weight * NT-Xent(codes) + quantization_weight * Q``,
+    where SortedNCE is applied from each view's anchors (``symmetric``) and averaged.
+
+    Parameters
+    ----------
+    sorter : callable
+        A sorter from :mod:`sortedhash.nn.sorters`.
+    n_positives : int
+        ``m`` of SortedNCE.
+    temperature : float
+        ``tau`` of SortedNCE.
+    sorted_weight, code_nce_weight, quantization_weight : float
+        Weights of the three terms.
+    code_temperature : float
+        Temperature of the code-level NT-Xent.
+    symmetric : bool
+        Apply SortedNCE from both views.
+    """
+
+    def __init__(self, sorter, *, n_positives, temperature, sorted_weight=1.0, code_nce_weight=0.0,
+                 code_temperature=0.5, quantization_weight=0.0, symmetric=True):
+        super().__init__()
+        self.sorter = sorter
+        self.n_positives = n_positives
+        self.temperature = temperature
+        self.sorted_weight = sorted_weight
+        self.code_nce_weight = code_nce_weight
+        self.code_temperature = code_temperature
+        self.quantization_weight = quantization_weight
+        self.symmetric = symmetric
+
+    def _sorted_term(self, codes_anchor, z_anchor, codes_other, z_other):
+        scores = hamming_similarity(codes_anchor, codes_other)
+        c_sorted = self.sorter(scores, z_anchor @ z_other.T)
+        return sorted_nce(c_sorted, self.n_positives, self.temperature)
+
+    def forward(self, view_a, view_b):
+        (h_a, b_a, z_a), (h_b, b_b, z_b) = view_a, view_b
+        loss = h_a.new_zeros(())
+        if self.sorted_weight:
+            term = self._sorted_term(b_a, z_a, b_b, z_b)
+            if self.symmetric:
+                term = 0.5 * (term + self._sorted_term(b_b, z_b, b_a, z_a))
+            loss = loss + self.sorted_weight * term
+        if self.code_nce_weight:
+            loss = loss + self.code_nce_weight * code_nt_xent(b_a, b_b, self.code_temperature)
+        if self.quantization_weight:
+            loss = loss + self.quantization_weight * 0.5 * (quantization_loss(h_a) + quantization_loss(h_b))
+        return loss

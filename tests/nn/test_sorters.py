@@ -1,0 +1,79 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sortedhash.nn import HashingNetwork, MLPBackbone, NoSort, SoftSort, TorchsortSorter, sorted_nce
+from sortedhash.nn.losses import hamming_similarity
+
+
+def _scores(n=12, n_bits=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randint(0, 2, (n, n_bits), generator=g).float() * 2 - 1
+    b = torch.randint(0, 2, (n, n_bits), generator=g).float() * 2 - 1
+    return hamming_similarity(a, b)
+
+
+def _hard_permutation(scores):
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    return F.one_hot(order, scores.shape[1]).float()
+
+
+SORTERS = {
+    "softsort": lambda n_bits, s: SoftSort(n_bits, temperature=s),
+    "torchsort": lambda n_bits, s: TorchsortSorter(n_bits, temperature=s, regularization_strength=s),
+}
+
+
+@pytest.mark.parametrize("name", SORTERS)
+def test_soft_permutation_is_row_stochastic(name):
+    scores = _scores()
+    P = SORTERS[name](16, 1.0).soft_permutation(scores)
+    assert P.shape == (12, 12, 12)
+    assert torch.all(P >= 0)
+    torch.testing.assert_close(P.sum(dim=2), torch.ones(12, 12))
+
+
+@pytest.mark.parametrize("name", SORTERS)
+def test_soft_permutation_tends_to_hard_sort(name):
+    # Distinct similarities, so the hard permutation is unique.
+    scores = torch.stack([torch.randperm(17)[:12].float() / 16 for _ in range(12)])
+    hard = _hard_permutation(scores)
+    errors = [
+        (SORTERS[name](16, s).soft_permutation(scores) - hard).abs().max().item()
+        for s in (2.0, 0.5, 0.05, 0.005)
+    ]
+    assert errors[-1] < 1e-4
+    assert errors == sorted(errors, reverse=True) and errors[0] > 0.1
+
+
+@pytest.mark.parametrize("name", SORTERS)
+def test_sorted_gather_equals_dense_permutation(name):
+    scores = _scores(seed=3)
+    values = torch.randn(12, 12)
+    sorter = SORTERS[name](16, 1.0)
+    expected = torch.einsum("ikj,ij->ik", sorter.soft_permutation(scores), values)
+    torch.testing.assert_close(sorter(scores, values), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", SORTERS)
+def test_gradient_reaches_the_hash_head_through_the_sorter(name):
+    torch.manual_seed(0)
+    net = HashingNetwork(MLPBackbone(8, (32,)), 32, n_bits=16, latent_dim=8)
+    x = torch.randn(20, 8)
+    h_a, b_a, z_a = net(x)
+    h_b, b_b, z_b = net(x + 0.1 * torch.randn_like(x))
+    # The latent vectors are detached: only the sorter links the loss to the hash head.
+    c_sorted = SORTERS[name](16, 1.0)(hamming_similarity(b_a, b_b), (z_a @ z_b.T).detach())
+    sorted_nce(c_sorted, 3, 0.2).backward()
+    assert net.hash_head.weight.grad is not None
+    assert net.hash_head.weight.grad.abs().sum() > 0
+
+
+def test_nosort_with_one_positive_is_infonce():
+    torch.manual_seed(0)
+    C = torch.randn(10, 10)
+    scores = _scores(10)
+    loss = sorted_nce(NoSort()(scores, C), 1, 0.3)
+    torch.testing.assert_close(loss, F.cross_entropy(C / 0.3, torch.arange(10)))
+    P = NoSort().soft_permutation(scores)
+    torch.testing.assert_close(torch.einsum("ikj,ij->ik", P, C), NoSort()(scores, C))

@@ -1,0 +1,212 @@
+import io
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback
+from sklearn.base import clone
+from sklearn.decomposition import PCA
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline, Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sortedhash import NSHTransformer, unpack_codes
+from sortedhash.metrics import make_map_scorer, mean_average_precision
+
+from .conftest import small_nsh
+
+
+@pytest.mark.parametrize("n_bits", [8, 13, 64])
+def test_transform_returns_packed_codes(digits, n_bits):
+    X, _ = digits
+    model = small_nsh(n_bits=n_bits, max_epochs=1).fit(X[:300])
+    codes = model.transform(X[:50])
+    assert codes.dtype == np.uint8 and codes.shape == (50, (n_bits + 7) // 8)
+    # The packed bits are the signs of the hash head, least significant bit first.
+    with torch.no_grad():
+        module = model.net_.module_
+        h = module.hash_head(module.backbone(torch.as_tensor(X[:50])))
+    np.testing.assert_array_equal(unpack_codes(codes, n_bits), (h >= 0).numpy().astype(np.uint8))
+    assert model.get_feature_names_out().shape == ((n_bits + 7) // 8,)
+
+
+@pytest.mark.parametrize("sorter", ["torchsort", "softsort", "none"])
+def test_training_reduces_loss_and_beats_random_codes(digits, sorter):
+    X, y = digits
+    kwargs = dict(n_positives=1) if sorter == "none" else {}
+    model = small_nsh(sorter=sorter, n_bits=32, hidden_sizes=(256,), max_epochs=8, batch_size=64, **kwargs)
+    codes = model.fit(X[200:]).transform(X)
+    loss = model.history_[:, "train_loss"]
+    assert len(loss) == 8 and loss[-1] < loss[0]
+    learned = mean_average_precision(codes[:200], y[:200], codes[200:], y[200:])
+    random_codes = np.random.default_rng(0).integers(0, 256, codes.shape, dtype=np.uint8)
+    chance = mean_average_precision(random_codes[:200], y[:200], random_codes[200:], y[200:])
+    assert learned > chance + 0.2
+
+
+def test_same_seed_same_codes_and_global_rng_untouched(digits):
+    X, _ = digits
+    state = torch.random.get_rng_state()
+    a = small_nsh(random_state=3).fit(X[:200]).transform(X[:100])
+    b = small_nsh(random_state=3).fit(X[:200]).transform(X[:100])
+    c = small_nsh(random_state=4).fit(X[:200]).transform(X[:100])
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_input_is_not_modified(digits):
+    X, _ = digits
+    X = X[:200].astype(np.float64)
+    before = X.copy()
+    small_nsh().fit(X).transform(X)
+    np.testing.assert_array_equal(X, before)
+
+
+def test_clone_pipeline_and_joblib_round_trip(digits, tmp_path):
+    X, _ = digits
+    pipe = make_pipeline(StandardScaler(), PCA(20, random_state=0), small_nsh())
+    codes = pipe.fit(X[:300]).transform(X[:100])
+    cloned = clone(pipe)
+    assert not hasattr(cloned[-1], "net_")
+    np.testing.assert_array_equal(cloned.fit(X[:300]).transform(X[:100]), codes)
+    joblib.dump(pipe, tmp_path / "pipe.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "pipe.joblib").transform(X[:100]), codes)
+
+
+def test_cuda_trained_model_loads_without_cuda(digits, monkeypatch):
+    """A net pickled on 'cuda' is mapped to the CPU by skorch when CUDA is missing.
+
+    Without a GPU the CUDA side is simulated: the device string says cuda while the
+    tensors are on the CPU, and torch.cuda.is_available is patched to False on load.
+    """
+    X, _ = digits
+    model = small_nsh().fit(X[:200])
+    codes = model.transform(X[:50])
+    model.net_.device = "cuda"
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    buffer.seek(0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="(?i)cuda"):
+        loaded = joblib.load(buffer)
+    assert torch.device(loaded.net_.device).type == "cpu"
+    np.testing.assert_array_equal(loaded.transform(X[:50]), codes)
+
+
+def test_multi_view_input(digits):
+    X, _ = digits
+    rng = np.random.default_rng(0)
+    views = X[:300, None, :] + 0.1 * rng.standard_normal((300, 3, X.shape[1])).astype(np.float32)
+    model = small_nsh(augment=None).fit(views)
+    assert model.multi_view_
+    assert model.transform(X[:10]).shape == (10, 2)
+    with pytest.raises(ValueError):
+        model.transform(views[:10])
+
+
+class TinyCNN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.pool = torch.nn.AdaptiveAvgPool2d(2)
+
+    def forward(self, x):
+        return self.pool(torch.relu(self.conv(x))).flatten(1)
+
+
+def random_flip(x):
+    flip = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
+    return torch.where(flip, x.flip(-1), x) + 0.05 * torch.randn_like(x)
+
+
+def test_custom_cnn_encoder_on_images(digits):
+    X, _ = digits
+    images = X[:200].reshape(-1, 1, 8, 8)
+    encoder = TinyCNN()
+    weights = encoder.conv.weight.detach().clone()
+    model = small_nsh(encoder=encoder, augment=random_flip).fit(images)
+    codes = model.transform(images[:20])
+    assert codes.shape == (20, 2)
+    assert torch.equal(encoder.conv.weight, weights)  # the user's module is not trained in place
+    assert not torch.equal(model.net_.module_.backbone.conv.weight.cpu(), weights)
+
+
+class PoisonWeightsAfterFirstEpoch(Callback):
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == 1:
+            with torch.no_grad():
+                net.module_.latent_head.weight.fill_(float("nan"))
+
+
+def test_non_finite_loss_stops_with_clear_error(digits):
+    X, _ = digits
+    with pytest.raises(FloatingPointError, match="loss became nan at epoch 2"):
+        small_nsh(max_epochs=3, callbacks=[PoisonWeightsAfterFirstEpoch()]).fit(X[:200])
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(n_bits=0), "n_bits"),
+        (dict(sorter="bubble"), "sorter"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(feature_dropout=1.0), "feature_dropout"),
+        (dict(sorted_weight=0.0, code_nce_weight=0.0), "nothing to train"),
+        (dict(hidden_sizes=(0,)), "hidden_sizes"),
+    ],
+)
+def test_invalid_parameters(digits, params, match):
+    X, _ = digits
+    with pytest.raises(ValueError, match=match):
+        small_nsh(**params).fit(X[:100])
+
+
+def test_input_errors(digits):
+    X, _ = digits
+    with pytest.raises(ValueError, match="too few samples for a batch"):
+        small_nsh(n_positives=8).fit(X[:6])
+    bad = X[:100].copy()
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        small_nsh().fit(bad)
+    model = small_nsh().fit(X[:100])
+    with pytest.raises(ValueError, match="features"):
+        model.transform(X[:5, :10])
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        small_nsh().transform(X[:5])
+
+
+def test_grid_search_with_map_scorer(digits):
+    X, y = digits
+    pipe = Pipeline([("pca", PCA(16, random_state=0)), ("hash", small_nsh(max_epochs=3))])
+    search = GridSearchCV(
+        pipe,
+        {"hash__temperature": [0.2, 0.5], "hash__n_bits": [8, 16]},
+        scoring=make_map_scorer(k=50),
+        cv=2,
+    )
+    search.fit(X[:400], y[:400])
+    scores = search.cv_results_["mean_test_score"]
+    assert len(scores) == 4 and np.all((scores > 0) & (scores <= 1))
+    assert search.best_params_ in search.cv_results_["params"]
+    assert search.best_score_ == pytest.approx(scores.max())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_matches_cpu_quality(digits):
+    X, y = digits
+    from sortedhash.nn.sorters import _torchsort_has_cuda
+
+    maps = {}
+    for device in ("cpu", "cuda"):
+        model = small_nsh(device=device, n_bits=32, hidden_sizes=(256,), max_epochs=10, batch_size=64)
+        codes = model.fit(X[200:]).transform(X)
+        assert next(model.net_.module_.parameters()).device.type == device
+        maps[device] = mean_average_precision(codes[:200], y[:200], codes[200:], y[200:])
+    assert _torchsort_has_cuda()
+    assert abs(maps["cuda"] - maps["cpu"]) < 0.05
