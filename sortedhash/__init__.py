@@ -7,11 +7,13 @@ codes (:mod:`sortedhash.bits`) -> :class:`HammingNeighbors` -> :mod:`sortedhash.
 from . import metrics
 from .bits import pack_codes, unpack_codes
 from .linear_hashing import ITQTransformer, LSHTransformer, PCAHashTransformer
+from .neighbors import HammingNeighbors
 from .nsh import NSHTransformer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "HammingNeighbors",
     "ITQTransformer",
     "LSHTransformer",
     "NSHTransformer",
