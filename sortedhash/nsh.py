@@ -367,12 +367,10 @@ class NSHTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         codes : ndarray of shape (n_samples, ceil(n_bits / 8)), dtype uint8
         """
         check_is_fitted(self)
-        X = validate_data(
-            self, X, reset=False, accept_sparse=False, dtype=[np.float32, np.float64],
-            allow_nd=True, ensure_min_samples=1, skip_check_array=False,
-        ) if not self.multi_view_ else self._validate_views_input(X)
-        if self.encoder is None and not self.multi_view_ and X.ndim != 2:
-            raise ValueError(f"expected 2-D input (n_samples, n_features), got shape {X.shape}")
+        # Feature vectors (also for a model fitted on multi-view input) must be 2-D; a custom
+        # encoder takes whatever shape it was fitted on.
+        X = validate_data(self, X, reset=False, accept_sparse=False, dtype=[np.float32, np.float64],
+                          allow_nd=self.encoder is not None)
         module = self.net_.module_
         device = next(module.parameters()).device
         was_training = module.training
@@ -386,12 +384,6 @@ class NSHTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         finally:
             module.train(was_training)
         return codes
-
-    def _validate_views_input(self, X):
-        # Fitted on (n, views, d): transform takes single samples (n, d).
-        X = validate_data(self, X, reset=False, accept_sparse=False, dtype=[np.float32, np.float64],
-                          ensure_2d=True, skip_check_array=False, allow_nd=False)
-        return X
 
     # ------------------------------------------------------------------ sklearn plumbing
     @property
