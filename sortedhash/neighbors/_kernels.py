@@ -45,6 +45,51 @@ def pack_words(codes):
     return np.ascontiguousarray(padded.view("<u8").T)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _block_distances(db, query, r0, r1, dist):
+    """dist[j] = Hamming(query, row r0 + j) for the block [r0, r1): branch-free loops the
+    compiler vectorises, up to four words fused per pass so each row is read once."""
+    n_words = db.shape[0]
+    nr = r1 - r0
+    w = 0
+    first = True
+    while w < n_words:
+        if n_words - w >= 4:
+            a, b, c, d = db[w, r0:r1], db[w + 1, r0:r1], db[w + 2, r0:r1], db[w + 3, r0:r1]
+            qa, qb, qc, qd = query[w], query[w + 1], query[w + 2], query[w + 3]
+            if first:
+                for j in range(nr):
+                    dist[j] = (_popcount(qa ^ a[j]) + _popcount(qb ^ b[j])
+                               + _popcount(qc ^ c[j]) + _popcount(qd ^ d[j]))
+            else:
+                for j in range(nr):
+                    dist[j] += (_popcount(qa ^ a[j]) + _popcount(qb ^ b[j])
+                                + _popcount(qc ^ c[j]) + _popcount(qd ^ d[j]))
+            w += 4
+        elif n_words - w >= 2:
+            a, b = db[w, r0:r1], db[w + 1, r0:r1]
+            qa, qb = query[w], query[w + 1]
+            if first:
+                for j in range(nr):
+                    dist[j] = _popcount(qa ^ a[j]) + _popcount(qb ^ b[j])
+            else:
+                for j in range(nr):
+                    dist[j] += _popcount(qa ^ a[j]) + _popcount(qb ^ b[j])
+            w += 2
+        else:
+            # 1-D slices: index arithmetic of known sign keeps loads contiguous.
+            a = db[w, r0:r1]
+            qa = query[w]
+            if first:
+                for j in range(nr):
+                    dist[j] = _popcount(qa ^ a[j])
+            else:
+                for j in range(nr):
+                    dist[j] += _popcount(qa ^ a[j])
+            w += 1
+        first = False
+
+
 @numba.njit(cache=True, nogil=True)
 def _compact(buf_d, buf_i, size, hist, k, t):
     """Keep the entries that can still be in the top k: d < t, and the first ones at d == t."""
@@ -93,26 +138,36 @@ def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
         size = np.zeros(nq, dtype=np.int64)
         hist = np.zeros((nq, n_bits + 1), dtype=np.int64)
         thresh = np.full(nq, n_bits + 1, dtype=np.int64)  # accept d < thresh
-        dist = np.empty(_DB_BLOCK, dtype=np.int64)
+        # int32 distances: AVX2 has a packed int32 min, not an int64 one.
+        dist = np.empty(_DB_BLOCK, dtype=np.int32)
         for r0 in range(0, n_rows, _DB_BLOCK):
             r1 = min(r0 + _DB_BLOCK, n_rows)
             nr = r1 - r0
             for qi in range(nq):
                 q = q0 + qi
-                # Distances of the block: a branch-free loop the compiler vectorises.
-                for j in range(nr):
-                    dist[j] = 0
-                for w in range(n_words):
-                    qw = queries[q, w]
-                    # 1-D slices: index arithmetic of known sign keeps loads contiguous.
-                    row = db[w, r0:r1]
-                    for j in range(nr):
-                        dist[j] += _popcount(qw ^ row[j])
+                # The block minimum lets most blocks skip the scan once t has tightened.
+                _block_distances(db, queries[q], r0, r1, dist)
                 t = thresh[qi]
+                if size[qi] == 0 and t > n_bits:
+                    # First block: take t from its own histogram rather than accepting
+                    # every row (rows at exactly t beyond the quota are trimmed below).
+                    seed = np.zeros(n_bits + 1, dtype=np.int64)
+                    for j in range(nr):
+                        seed[dist[j]] += 1
+                    if r0 <= exclude[q] < r1:
+                        seed[dist[exclude[q] - r0]] -= 1
+                    kth = _kth(seed, k)
+                    if kth <= n_bits:
+                        t = kth + 1
+                lowest = np.int32(t)
+                for j in range(nr):
+                    lowest = min(lowest, dist[j])
+                if lowest >= t:
+                    continue
                 s = size[qi]
                 skip = exclude[q]
                 for j in range(nr):
-                    d = dist[j]
+                    d = np.int64(dist[j])
                     if d < t and r0 + j != skip:
                         buf_d[qi, s] = d
                         buf_i[qi, s] = r0 + j
@@ -147,18 +202,21 @@ def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _popcount_all(db, queries, out):
-    """Every query x row XOR + popcount, summed: the work any exact method must do."""
+    """The kernel's distance pass alone (every query x row XOR + popcount, blocked the
+    same way), no selection: the work any exact method must do, so kernel / bound is
+    meaningful."""
     n_words, n_rows = db.shape
-    for q in prange(queries.shape[0]):
-        total = 0
+    n_queries = queries.shape[0]
+    n_chunks = (n_queries + _QUERY_CHUNK - 1) // _QUERY_CHUNK
+    for chunk in prange(n_chunks):
+        q0 = chunk * _QUERY_CHUNK
+        q1 = min(q0 + _QUERY_CHUNK, n_queries)
+        dist = np.empty(_DB_BLOCK, dtype=np.int32)
         for r0 in range(0, n_rows, _DB_BLOCK):
             r1 = min(r0 + _DB_BLOCK, n_rows)
-            for w in range(n_words):
-                qw = queries[q, w]
-                row = db[w, r0:r1]
-                for j in range(r1 - r0):
-                    total += _popcount(qw ^ row[j])
-        out[q] = total
+            for q in range(q0, q1):
+                _block_distances(db, queries[q], r0, r1, dist)
+                out[q] += dist[0]
 
 
 def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None):
@@ -201,7 +259,7 @@ def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None):
 
 def popcount_bound(db_words, query_words, n_threads=None):
     """Run only the XOR + popcount of all pairs (no selection); returns the sums."""
-    out = np.empty(query_words.shape[0], dtype=np.int64)
+    out = np.zeros(query_words.shape[0], dtype=np.int64)
     previous = numba.get_num_threads()
     if n_threads is not None:
         numba.set_num_threads(n_threads)
