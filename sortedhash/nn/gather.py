@@ -17,8 +17,9 @@ counts ``N_iq``,
     c_ik = sum_q w(a_ik - v_q) A_iq / sum_q w(a_ik - v_q) N_iq.
 
 This is exact, not an approximation. The forward pass costs O(n^2) to build ``A`` and
-``N`` plus O(n K L) for the kernel (O(n L^2) when the anchors are themselves levels, as
-with SoftSort). The backward passes below give the gradients that dense autograd would
+``N`` plus O(n L^2) for the kernel: when the anchors are levels (SoftSort) the kernel is a
+constant L x L matrix, and for arbitrary anchors (torchsort) the Laplace kernel is separable
+on each side of an anchor, so sums over levels become lookups into decayed prefix sums. The backward passes below give the gradients that dense autograd would
 give, including those that reach ``S`` through the kernel, so the hash head learns
 through the sorter; ``tests/nn/test_gather.py`` checks both against the dense n^3 form.
 """
@@ -26,10 +27,6 @@ through the sorter; ``tests/nn/test_gather.py`` checks both against the dense n^
 import torch
 
 __all__ = ["grid_soft_gather", "anchored_soft_gather", "levels_of"]
-
-# Rows per chunk in the anchored gather: bounds the (rows, K, L) temporaries.
-_MAX_CHUNK_ELEMENTS = 1 << 22
-
 
 def levels_of(scores, n_levels):
     """Integer level index of each similarity on the grid ``0, 1/(L-1), ..., 1``."""
@@ -87,59 +84,94 @@ class _GridSoftGather(torch.autograd.Function):
 
 
 class _AnchoredSoftGather(torch.autograd.Function):
-    """``c_ik = sum_j softmax_j(-|a_ik - S_ij| / tau) C_ij`` for arbitrary anchors ``a``."""
+    """``c_ik = sum_j softmax_j(-|a_ik - S_ij| / tau) C_ij`` for arbitrary anchors ``a``.
+
+    The Laplace kernel is separable on each side of an anchor: with ``a`` between levels
+    ``v_q <= a <= v_{q+1}`` and ``r = exp(-step / tau)``, the weight of level ``l`` is
+    ``alpha * r^(q - l)`` below and ``beta * r^(l - q - 1)`` above, where
+    ``alpha = exp(-(a - v_q) / tau)`` and ``beta = exp(-(v_{q+1} - a) / tau)``. So every sum over
+    levels is a lookup into decayed prefix (``Lo``) and suffix (``Hi``) sums of the level
+    tables, and every sum over anchors is a scatter into buckets followed by the same
+    filters: O(n K + n L^2) in all, exact. The smallest weight ratio is ``r^(L-1) =
+    exp(-1 / tau)``; float32 holds it while ``1 / tau < 80`` (e.g. up to 80 bits at
+    ``sort_temperature=1``), beyond that the work is done in float64 so nothing underflows.
+    """
 
     @staticmethod
-    def _weights(anchors, N, grid, tau):
-        logits = -(anchors[:, :, None] - grid).abs() / tau
-        # Only populated levels take part; subtracting the row maximum keeps exp finite.
-        logits = logits.masked_fill((N == 0)[:, None, :], float("-inf"))
-        W = torch.exp(logits - logits.amax(dim=2, keepdim=True))
-        return W, torch.sign(anchors[:, :, None] - grid)
+    def _work_dtype(tau, dtype):
+        if dtype == torch.float64 or 1.0 / tau >= 80:
+            return torch.float64
+        return torch.float32
 
     @staticmethod
-    def _chunks(n, k, n_levels):
-        step = max(1, _MAX_CHUNK_ELEMENTS // max(1, k * n_levels))
-        return [slice(i, min(n, i + step)) for i in range(0, n, step)]
+    def _setup(anchors, n_levels, tau, dtype):
+        step = 1.0 / (n_levels - 1)
+        a = anchors.detach().to(dtype)
+        bucket = torch.clamp(torch.floor(a / step), 0, n_levels - 2).long()
+        low = bucket.to(dtype) * step
+        alpha = torch.exp(-(a - low) / tau)
+        beta = torch.exp(-(low + step - a) / tau)
+        idx = torch.arange(n_levels, dtype=dtype, device=anchors.device)
+        gap = idx[None, :] - idx[:, None]  # gap[l, q] = q - l
+        # Lo = X @ lower: Lo[q] = sum_{l <= q} r^(q - l) X[l]; Hi = X @ lower.T.
+        lower = torch.where(gap >= 0, torch.exp(-gap.clamp(min=0) * step / tau), torch.zeros_like(gap))
+        return a, bucket, alpha, beta, lower
 
     @staticmethod
     def forward(ctx, anchors, scores, values, n_levels, tau):
         level = levels_of(scores, n_levels)
         A, N = _level_sums(level, values, n_levels)
-        grid = _grid(n_levels, values)
-        out = values.new_empty(anchors.shape)
-        for rows in _AnchoredSoftGather._chunks(*anchors.shape, n_levels):
-            W, _ = _AnchoredSoftGather._weights(anchors[rows], N[rows], grid, tau)
-            num = torch.einsum("ikq,iq->ik", W, A[rows])
-            den = torch.einsum("ikq,iq->ik", W, N[rows])
-            out[rows] = num / den
-        ctx.save_for_backward(anchors, level, values, A, N, out)
-        ctx.tau = tau
-        return out
+        work = _AnchoredSoftGather._work_dtype(tau, values.dtype)
+        AN = torch.stack([A, N]).to(work)  # (2, n, L): both tables share every operation
+        a, bucket, alpha, beta, lower = _AnchoredSoftGather._setup(anchors, n_levels, tau, work)
+        idx = bucket.expand(2, -1, -1)
+        lo = (AN @ lower).gather(2, idx)
+        hi = (AN @ lower.T).gather(2, idx + 1)
+        num, den = alpha * lo + beta * hi
+        den = den.clamp_min(torch.finfo(work).tiny)
+        c = num / den
+        ctx.save_for_backward(anchors, level, values, a, bucket, alpha, beta, lower, lo, hi, den, c, AN)
+        ctx.tau, ctx.n_levels = tau, n_levels
+        return c.to(values.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
-        anchors, level, values, A, N, c = ctx.saved_tensors
-        tau, n_levels = ctx.tau, A.shape[1]
-        grid = _grid(n_levels, values)
-        g_values_level = torch.empty_like(A)
-        alpha = torch.empty_like(A)
-        beta = torch.empty_like(A)
-        grad_anchors = torch.empty_like(anchors)
-        # W is recomputed chunk by chunk rather than stored: memory stays O(chunk K L).
-        for rows in _AnchoredSoftGather._chunks(*anchors.shape, n_levels):
-            W, sgn = _AnchoredSoftGather._weights(anchors[rows], N[rows], grid, tau)
-            P = W / torch.einsum("ikq,iq->ik", W, N[rows])[:, :, None]  # weight of one member
-            Q = P * sgn / tau
-            g, cr = grad_out[rows], c[rows]
-            g_values_level[rows] = torch.einsum("ik,ikq->iq", g, P)
-            alpha[rows] = torch.einsum("ik,ikq->iq", g, Q)
-            beta[rows] = torch.einsum("ik,ikq->iq", g * cr, Q)
-            spread = A[rows][:, None, :] - N[rows][:, None, :] * cr[:, :, None]
-            grad_anchors[rows] = -g * (Q * spread).sum(dim=2)
-        grad_values = g_values_level.gather(1, level)
-        grad_scores = alpha.gather(1, level) * values - beta.gather(1, level)
-        return grad_anchors, grad_scores, grad_values, None, None
+        anchors, level, values, a, bucket, alpha, beta, lower, lo, hi, den, c, AN = ctx.saved_tensors
+        tau, n_levels = ctx.tau, ctx.n_levels
+        g = grad_out.to(a.dtype)
+        n = g.shape[0]
+        step = 1.0 / (n_levels - 1)
+        # sign(0) = 0: an anchor exactly on a level neither pulls nor is pulled by it.
+        on_low = (a == bucket.to(a.dtype) * step).to(a.dtype)
+        on_high = (a == (bucket + 1).to(a.dtype) * step).to(a.dtype)
+
+        # d c / d a through alpha (d/da = -alpha / tau) and beta (+beta / tau), less the
+        # level the anchor sits on, if any (its weight there is 1).
+        idx_low = bucket.expand(2, -1, -1)
+        d_num, d_den = -alpha * lo + beta * hi
+        if bool(on_low.any()) or bool(on_high.any()):
+            d_num, d_den = (torch.stack([d_num, d_den]) + on_low * AN.gather(2, idx_low)
+                            - on_high * AN.gather(2, idx_low + 1))
+        d_num, d_den = d_num / tau, d_den / tau
+        grad_anchors = g * (d_num - c * d_den) / den
+
+        # Sums over anchors, per level l: scatter each anchor into the bucket below and above
+        # it, then decay outwards. Both weightings (u, u * c) go through one scatter each.
+        u = g / den
+        weights = torch.stack([u, u * c])  # (2, n, K)
+        below = g.new_zeros(2, n, n_levels).scatter_add_(2, idx_low, weights * alpha)
+        above = g.new_zeros(2, n, n_levels).scatter_add_(2, idx_low + 1, weights * beta)
+        from_below, from_above = below @ lower.T, above @ lower
+        grad_values = (from_below[0] + from_above[0]).gather(1, level)
+        # Sample j as a member at level l: d c / d v_l = w' sign(a - v_l) (C_ij - c_ik) / den.
+        pull = from_below - from_above
+        if bool(on_low.any()) or bool(on_high.any()):
+            pull = pull - g.new_zeros(2, n, n_levels).scatter_add_(2, idx_low, weights * alpha * on_low)
+            pull = pull + g.new_zeros(2, n, n_levels).scatter_add_(2, idx_low + 1, weights * beta * on_high)
+        pull = pull / tau
+        grad_scores = pull[0].gather(1, level) * values.to(a.dtype) - pull[1].gather(1, level)
+        return (grad_anchors.to(anchors.dtype), grad_scores.to(values.dtype),
+                grad_values.to(values.dtype), None, None)
 
 
 def _check(scores, values):

@@ -36,13 +36,14 @@ def test_grid_gather_matches_dense_softsort(n, n_bits, tau_steps):
     assert s1.grad.abs().sum() > 0  # the sorter does pass gradients to the scores
 
 
-@pytest.mark.parametrize("n, n_bits, k", [(9, 8, 9), (14, 16, 5)])
-def test_anchored_gather_matches_dense(n, n_bits, k, monkeypatch):
-    import sortedhash.nn.gather as gather
-
-    monkeypatch.setattr(gather, "_MAX_CHUNK_ELEMENTS", 50)  # exercise the row chunking
+@pytest.mark.parametrize("n, n_bits, k, on_grid", [(9, 8, 9, False), (14, 16, 5, False), (11, 8, 11, True)])
+def test_anchored_gather_matches_dense(n, n_bits, k, on_grid):
     scores, values, _ = _problem(n, n_bits, seed=k)
-    anchors = torch.rand(n, k, dtype=torch.float64)
+    if on_grid:  # anchors exactly on levels, 0 and 1 included: the kernel's kinks
+        anchors = torch.randint(0, n_bits + 1, (n, k), generator=torch.Generator().manual_seed(1)).double() / n_bits
+        anchors[0, 0], anchors[0, 1] = 0.0, 1.0
+    else:
+        anchors = torch.rand(n, k, dtype=torch.float64)
     upstream = torch.randn(n, k, dtype=torch.float64)
     a1, s1, v1 = (t.clone().requires_grad_() for t in (anchors, scores, values))
     a2, s2, v2 = (t.clone().requires_grad_() for t in (anchors, scores, values))
@@ -58,3 +59,19 @@ def test_anchored_gather_matches_dense(n, n_bits, k, monkeypatch):
 def test_gather_shape_errors():
     with pytest.raises(ValueError, match="one shape"):
         grid_soft_gather(torch.zeros(3, 3), torch.zeros(3, 4), n_levels=5, temperature=0.1)
+
+
+def test_anchored_gather_float32_path_matches_float64_reference():
+    """Float32 input is computed in float32 (the fast path) while 1 / tau < 80."""
+    scores, values, upstream = _problem(64, 64, seed=5)
+    anchors = torch.rand(64, 64, dtype=torch.float64)
+    a1, s1, v1 = (t.float().requires_grad_() for t in (anchors, scores, values))
+    a2, s2, v2 = (t.clone().requires_grad_() for t in (anchors, scores, values))
+    out = anchored_soft_gather(a1, s1, v1, n_levels=65, temperature=1 / 64)
+    ref = _dense(a2, s2, v2, 1 / 64)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), ref, atol=1e-4, rtol=1e-4)
+    (out * upstream.float()).sum().backward()
+    (ref * upstream).sum().backward()
+    for mine, dense in [(a1, a2), (s1, s2), (v1, v2)]:
+        torch.testing.assert_close(mine.grad.double(), dense.grad, atol=1e-3, rtol=1e-3)
