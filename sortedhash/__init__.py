@@ -4,17 +4,27 @@ Data flows one way: features -> :class:`NSHTransformer` (or a baseline hasher) -
 codes (:mod:`sortedhash.bits`) -> :class:`HammingNeighbors` -> :mod:`sortedhash.metrics`.
 """
 
+__version__ = "0.1.0"
+
 from . import metrics
+from ._versions import InconsistentVersionWarning
 from .bits import pack_codes, unpack_codes
 from .linear_hashing import ITQTransformer, LSHTransformer, PCAHashTransformer
 from .neighbors import HammingNeighbors
 from .nsh import NSHTransformer
-
-__version__ = "0.1.0"
+from .persistence import load, save
 
 __all__ = [
     "HammingNeighbors",
     "ITQTransformer",
+    "InconsistentVersionWarning",
     "LSHTransformer",
     "NSHTransformer",
-    "PCAHashTransformer", "metrics", "pack_codes", "unpack_codes", "__version__"]
+    "PCAHashTransformer",
+    "__version__",
+    "load",
+    "metrics",
+    "pack_codes",
+    "save",
+    "unpack_codes",
+]

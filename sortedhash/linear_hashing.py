@@ -12,12 +12,13 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._versions import VersionedMixin
 from .bits import n_bytes_for, pack_codes
 
 __all__ = ["LSHTransformer", "PCAHashTransformer", "ITQTransformer"]
 
 
-class _LinearHash(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class _LinearHash(VersionedMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Codes are ``sign((X - mean_) @ projection_)``, packed."""
 
     def _check_n_bits(self):
@@ -30,6 +31,7 @@ class _LinearHash(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=min_samples)
         self.mean_ = X.mean(axis=0)
         self.n_bytes_ = n_bytes_for(self.n_bits)
+        self._record_versions()
         return X - self.mean_
 
     def transform(self, X):

@@ -9,7 +9,10 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+import warnings
+
 from ._skorch import EpochProgressBar, NSHNet, StopOnNonFiniteLoss
+from ._versions import VersionedMixin
 from .bits import n_bytes_for
 from .nn import FeatureNoise, HashingNetwork, MLPBackbone, NSHLoss, make_sorter
 
@@ -25,7 +28,7 @@ def _resolve_device(device):
     return device
 
 
-class NSHTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Naturally-Sorted Hashing: learn binary codes by sorting in-batch Hamming distances.
 
     Each training step draws two random views of a batch, encodes both into binary codes
@@ -284,6 +287,8 @@ class NSHTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             # Views are not features: transform takes single (n_samples, n_features) rows.
             self.n_features_in_ = X.shape[2]
         X = np.asarray(X, dtype=np.float32)  # a copy only if needed; never written to
+        if not X.flags.writeable:
+            X = X.copy()  # torch cannot wrap a read-only array without copying anyway
 
         device = _resolve_device(self.device)
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
@@ -293,9 +298,26 @@ class NSHTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             net = self._build_net(X, device, batch_size, multi_view)
             net.fit(X, None)
 
+        # skorch turns a KeyboardInterrupt into a clean stop; its history then ends with the
+        # row of the epoch that was cut short, which has no loss.
+        partial = len(net.history) and "train_loss" not in net.history[-1]
+        if partial:
+            net.history.pop()
+        done = len(net.history)
+        if done == 0:
+            raise RuntimeError("training was interrupted before the first epoch ended; the estimator is not fitted")
+        if done < self.max_epochs:
+            warnings.warn(
+                f"training stopped after {done} of {self.max_epochs} epochs (interrupted); the "
+                f"estimator is fitted with the {done} epochs done"
+                + (" and part of the next" if partial else ""),
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.net_ = net
         self.multi_view_ = multi_view
         self.n_bytes_ = n_bytes_for(self.n_bits)
+        self._record_versions()
         return self
 
     def _build_net(self, X, device, batch_size, multi_view):
@@ -378,7 +400,8 @@ class NSHTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         codes = np.empty((X.shape[0], self.n_bytes_), dtype=np.uint8)
         try:
             for start in range(0, X.shape[0], _ENCODE_BATCH):
-                batch = torch.as_tensor(np.asarray(X[start:start + _ENCODE_BATCH], dtype=np.float32), device=device)
+                # torch.tensor copies: the caller's (possibly read-only) array is never wrapped.
+                batch = torch.tensor(X[start:start + _ENCODE_BATCH], dtype=torch.float32, device=device)
                 bits = module.encode(batch).cpu().numpy()
                 codes[start:start + len(bits)] = np.packbits(bits, axis=1, bitorder="little")
         finally:
@@ -395,6 +418,11 @@ class NSHTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     @property
     def _n_features_out(self):
         return self.n_bytes_
+
+    def __sklearn_is_fitted__(self):
+        # validate_data sets n_features_in_ before training starts; only a completed (or
+        # cleanly interrupted) fit sets net_.
+        return hasattr(self, "net_")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

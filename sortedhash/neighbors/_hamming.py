@@ -7,6 +7,7 @@ from scipy import sparse
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from .._versions import VersionedMixin
 from ..bits import check_codes
 from ._kernels import knn_search, pack_words
 
@@ -24,7 +25,7 @@ def _check_int(value, name, minimum):
     return int(value)
 
 
-class HammingNeighbors(BaseEstimator):
+class HammingNeighbors(VersionedMixin, BaseEstimator):
     """Exact nearest neighbours in Hamming distance over packed binary codes.
 
     Mirrors :class:`sklearn.neighbors.NearestNeighbors`, with two differences: input is
@@ -88,6 +89,7 @@ class HammingNeighbors(BaseEstimator):
         self.n_samples_fit_, self.n_features_in_ = codes.shape
         self.n_bits_ = 8 * self.n_features_in_
         self._build_index()
+        self._record_versions()
         return self
 
     def _build_index(self):
@@ -108,7 +110,7 @@ class HammingNeighbors(BaseEstimator):
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        super().__setstate__(state)
         if "_fit_X" in state:
             self._build_index()
 

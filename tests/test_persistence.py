@@ -1,0 +1,195 @@
+import io
+import json
+import pickle
+import socket
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+from skorch.callbacks import Callback
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import sortedhash
+from sortedhash import (HammingNeighbors, InconsistentVersionWarning, ITQTransformer, LSHTransformer,
+                        PCAHashTransformer, load, save)
+
+from .conftest import small_nsh
+
+
+def _transformers():
+    return [small_nsh(), LSHTransformer(n_bits=16, random_state=0), PCAHashTransformer(n_bits=16),
+            ITQTransformer(n_bits=16, random_state=0)]
+
+
+def _output(est, X):
+    if isinstance(est, HammingNeighbors):
+        return np.concatenate(est.kneighbors(X[:20]), axis=1)
+    return est.transform(X)
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    X, _ = digits
+    models = [est.fit(X[:300]) for est in _transformers()]
+    codes = models[1].transform(X)
+    models.append(HammingNeighbors(n_neighbors=4).fit(codes))
+    return models, X, codes
+
+
+def _input(est, X, codes):
+    return codes if isinstance(est, HammingNeighbors) else X[:100]
+
+
+@pytest.mark.parametrize("i", range(5))
+def test_safe_format_round_trip(fitted, tmp_path, i):
+    models, X, codes = fitted
+    est = models[i]
+    save(est, tmp_path / "model.safetensors")
+    loaded = load(tmp_path / "model.safetensors")
+    assert type(loaded) is type(est) and loaded.get_params() == est.get_params()
+    np.testing.assert_array_equal(_output(loaded, _input(est, X, codes)), _output(est, _input(est, X, codes)))
+
+
+@pytest.mark.parametrize("i", range(5))
+def test_joblib_round_trip(fitted, i):
+    models, X, codes = fitted
+    buffer = io.BytesIO()
+    joblib.dump(models[i], buffer)
+    buffer.seek(0)
+    loaded = joblib.load(buffer)
+    data = _input(models[i], X, codes)
+    np.testing.assert_array_equal(_output(loaded, data), _output(models[i], data))
+
+
+def test_pipeline_joblib_round_trip(digits):
+    X, _ = digits
+    pipe = make_pipeline(StandardScaler(), ITQTransformer(n_bits=16, random_state=0)).fit(X)
+    loaded = pickle.loads(pickle.dumps(pipe))
+    np.testing.assert_array_equal(loaded.transform(X), pipe.transform(X))
+
+
+def test_load_refuses_other_files(tmp_path, fitted):
+    models, _, _ = fitted
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a model at all")
+    with pytest.raises(ValueError, match="not a valid sortedhash model file"):
+        load(junk)
+    pickled = tmp_path / "model.joblib"
+    joblib.dump(models[1], pickled)
+    with pytest.raises(ValueError, match="not a valid sortedhash model file"):
+        load(pickled)
+    from safetensors.torch import save_file
+    import torch
+
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(3)}, str(plain))
+    with pytest.raises(ValueError, match="no sortedhash format marker"):
+        load(plain)
+
+
+def test_load_refuses_truncated_and_tampered_files(tmp_path, fitted):
+    models, _, _ = fitted
+    path = tmp_path / "itq.safetensors"
+    save(models[3], path)
+    raw = path.read_bytes()
+    (tmp_path / "truncated.safetensors").write_bytes(raw[: len(raw) - 10])
+    with pytest.raises(ValueError, match="not a valid sortedhash model file"):
+        load(tmp_path / "truncated.safetensors")
+    tampered = bytearray(raw)
+    tampered[-3] ^= 0xFF  # flip bits inside the last array's data
+    (tmp_path / "tampered.safetensors").write_bytes(bytes(tampered))
+    with pytest.raises(ValueError, match="altered"):
+        load(tmp_path / "tampered.safetensors")
+
+
+class _Exploit:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch EXPLOITED",))
+
+
+def test_load_never_runs_code_from_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    evil = tmp_path / "evil.safetensors"
+    evil.write_bytes(pickle.dumps(_Exploit()))
+    with pytest.raises(ValueError):
+        load(evil)
+    assert not (tmp_path / "EXPLOITED").exists()
+
+
+def test_save_refuses_what_it_cannot_rebuild(digits, tmp_path):
+    import torch
+
+    X, _ = digits
+    model = small_nsh(encoder=torch.nn.Identity()).fit(X[:100])
+    with pytest.raises(ValueError, match="joblib"):
+        save(model, tmp_path / "m.safetensors")
+    with pytest.raises(TypeError, match="joblib"):
+        save(make_pipeline(StandardScaler()), tmp_path / "m.safetensors")
+
+
+def test_version_mismatch_warns_on_pickle_and_safe_load(fitted, tmp_path):
+    models, _, _ = fitted
+    est = pickle.loads(pickle.dumps(models[1]))
+    assert est._sortedhash_versions["sortedhash"] == sortedhash.__version__
+    est._sortedhash_versions = dict(est._sortedhash_versions, torch="0.0.1")
+    blob = pickle.dumps(est)
+    with pytest.warns(InconsistentVersionWarning, match="torch 0.0.1"):
+        pickle.loads(blob)
+    save(est, tmp_path / "old.safetensors")
+    with pytest.warns(InconsistentVersionWarning) as record:
+        load(tmp_path / "old.safetensors")
+    assert record[0].message.recorded["torch"] == "0.0.1"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InconsistentVersionWarning)
+        pickle.loads(pickle.dumps(models[1]))  # same versions: no warning
+
+
+def test_nothing_is_fetched(digits, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("sortedhash tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    X, _ = digits
+    model = small_nsh().fit(X[:200])
+    codes = model.transform(X)
+    HammingNeighbors().fit(codes).kneighbors(codes[:5])
+    save(model, tmp_path / "m.safetensors")
+    load(tmp_path / "m.safetensors").transform(X[:5])
+
+
+class InterruptAt(Callback):
+    def __init__(self, epoch, on_batch=False):
+        self.epoch, self.on_batch = epoch, on_batch
+
+    def on_batch_end(self, net, **kwargs):
+        if self.on_batch and len(net.history) == self.epoch:
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, net, **kwargs):
+        if not self.on_batch and len(net.history) == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_leaves_a_fitted_model_and_says_so(digits):
+    X, _ = digits
+    model = small_nsh(max_epochs=5, callbacks=[InterruptAt(2)])
+    with pytest.warns(RuntimeWarning, match="stopped after 2 of 5 epochs"):
+        model.fit(X[:200])
+    assert len(model.history_) == 2
+    assert model.transform(X[:10]).shape == (10, 2)
+
+
+def test_keyboard_interrupt_in_first_epoch_leaves_it_unfitted(digits):
+    from sklearn.exceptions import NotFittedError
+
+    X, _ = digits
+    model = small_nsh(max_epochs=5, callbacks=[InterruptAt(1, on_batch=True)])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        model.fit(X[:200])
+    with pytest.raises(NotFittedError):
+        model.transform(X[:10])
