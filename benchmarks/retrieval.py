@@ -1,0 +1,223 @@
+"""Side-by-side retrieval benchmark: every hasher on the same features, queries and database.
+
+Datasets (paths are arguments; features are computed once and cached under --cache):
+
+- ``digits``: scikit-learn's digits (ships offline), 200 queries, the rest database and
+  training set, mAP and mAP@100. A smoke run of a minute or two with ``--epochs 10``.
+- ``newsgroups --data PATH``: 20 Newsgroups (headers, footers, quotes removed) through the
+  offline MiniLM encoder; the first 50 test posts of each group as queries, the training
+  posts as database and training set; mAP@100.
+- ``cifar10 --data PATH``: CIFAR-10 through the offline EfficientNet-Lite0 (1280-d); the
+  first 100 test images of each class as queries, ``--database-size`` training images as
+  database (50,000 = all), a ``--train-size`` subset for training; mAP@1000. With
+  ``--views V``, V augmented views of each training image are also cached and an NSH
+  variant trains on them (multi-view input).
+
+Methods: the float features (cosine ranking, a reference), LSH, PCA signs, ITQ, plain
+contrastive hashing (NT-Xent on codes, no sorting), NSH with each sorter (the defaults),
+and the faithful NSH of the paper. Trained methods run with ``--seeds`` seeds (mean ± std).
+Prints a table and writes results.csv, results.md, map_vs_bits.png and
+precision_recall.png into --out.
+
+Run: ``python benchmarks/retrieval.py digits --out benchmarks/results/digits --epochs 10``
+"""
+
+import argparse
+import csv
+import os
+import time
+
+import numpy as np
+from sklearn.preprocessing import StandardScaler, normalize
+
+from sortedhash import ITQTransformer, LSHTransformer, NSHTransformer, PCAHashTransformer
+from sortedhash.metrics import (mean_average_precision, mean_average_precision_from_distances,
+                                precision_at_k, precision_recall_curve)
+
+
+def cached(cache, name, compute):
+    if cache is None:
+        return compute()
+    os.makedirs(cache, exist_ok=True)
+    path = os.path.join(cache, name + ".npz")
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return tuple(f[k] for k in sorted(f.files))
+    arrays = compute()
+    np.savez(path, **{f"a{i}": a for i, a in enumerate(arrays)})
+    return arrays
+
+
+def digits_data(args):
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    perm = np.random.RandomState(0).permutation(len(X))
+    X, y = X[perm].astype(np.float32), y[perm]
+    return dict(train=X[200:], query=X[:200], db=X[200:], train_y=y[200:], query_y=y[:200], db_y=y[200:],
+                k=100, views=None)
+
+
+def newsgroups_data(args):
+    from sortedhash.datasets import load_20newsgroups
+    from sortedhash.extractors import MiniLMFeatures
+
+    def compute():
+        train_texts, train_y, _ = load_20newsgroups(args.data, "train")
+        query_texts, query_y, _ = load_20newsgroups(args.data, "test", per_group=50)
+        enc = MiniLMFeatures()
+        return enc.transform(train_texts), train_y, enc.transform(query_texts), query_y
+
+    F_train, y_train, F_query, y_query = cached(args.cache, "newsgroups_minilm", compute)
+    perm = np.random.RandomState(0).permutation(len(F_train))  # database in a fixed random order
+    F_train, y_train = F_train[perm], y_train[perm]
+    return dict(train=F_train, query=F_query, db=F_train, train_y=y_train, query_y=y_query, db_y=y_train,
+                k=100, views=None)
+
+
+def cifar_data(args):
+    from sortedhash.datasets import load_cifar10_jpg
+    from sortedhash.extractors import EfficientNetLite0Features
+
+    def compute():
+        train_images, train_y, _ = load_cifar10_jpg(args.data, "train")
+        perm = np.random.RandomState(0).permutation(len(train_images))[: args.database_size]
+        query_images, query_y, _ = load_cifar10_jpg(args.data, "test", per_class=100)
+        enc = EfficientNetLite0Features()
+        return (enc.transform(train_images[perm]), train_y[perm], enc.transform(query_images), query_y,
+                perm.astype(np.int64))
+
+    F_db, y_db, F_query, y_query, perm = cached(args.cache, f"cifar10_effnet_db{args.database_size}", compute)
+    train = slice(0, args.train_size)
+    views = None
+    if args.views:
+        def compute_views():
+            train_images, _, _ = load_cifar10_jpg(args.data, "train")
+            enc = EfficientNetLite0Features(n_views=args.views, random_state=0)
+            return (enc.transform(train_images[perm[train]]),)
+
+        (views,) = cached(args.cache, f"cifar10_effnet_views{args.views}_train{args.train_size}", compute_views)
+    return dict(train=F_db[train], query=F_query, db=F_db, train_y=y_db[train], query_y=y_query, db_y=y_db,
+                k=1000, views=views)
+
+
+def methods(epochs):
+    nsh = dict(max_epochs=epochs)
+    return {
+        "LSH": (False, lambda b, s: LSHTransformer(n_bits=b, random_state=s)),
+        "PCA sign": (False, lambda b, s: PCAHashTransformer(n_bits=b)),
+        "ITQ": (False, lambda b, s: ITQTransformer(n_bits=b, random_state=s)),
+        "plain NCE": (True, lambda b, s: NSHTransformer(n_bits=b, random_state=s, sorted_weight=0.0, **nsh)),
+        "NSH softsort": (True, lambda b, s: NSHTransformer(n_bits=b, random_state=s, sorter="softsort", **nsh)),
+        "NSH torchsort": (True, lambda b, s: NSHTransformer(n_bits=b, random_state=s, **nsh)),
+        "NSH faithful": (True, lambda b, s: NSHTransformer(
+            n_bits=b, random_state=s, sorted_weight=1.0, code_nce_weight=0.0, noise_std=0.3,
+            feature_dropout=0.1, **nsh)),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=["digits", "newsgroups", "cifar10"])
+    parser.add_argument("--data", help="folder of the dataset's archives (newsgroups, cifar10)")
+    parser.add_argument("--cache", default=None, help="folder for cached features")
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--methods", nargs="+", default=None, help="subset of the method names")
+    parser.add_argument("--database-size", type=int, default=50000)
+    parser.add_argument("--train-size", type=int, default=10000)
+    parser.add_argument("--views", type=int, default=0)
+    args = parser.parse_args()
+    data = {"digits": digits_data, "newsgroups": newsgroups_data, "cifar10": cifar_data}[args.dataset](args)
+    os.makedirs(args.out, exist_ok=True)
+
+    scaler = StandardScaler().fit(data["train"])
+    train, query, db = (scaler.transform(data[k]).astype(np.float32) for k in ("train", "query", "db"))
+    qy, dy, k = data["query_y"], data["db_y"], data["k"]
+    print(f"{args.dataset}: train {train.shape}, queries {query.shape[0]}, database {db.shape[0]}, k={k}, "
+          f"epochs {args.epochs}, seeds {args.seeds}", flush=True)
+    cosine = 1 - normalize(query) @ normalize(db).T
+    float_map = mean_average_precision_from_distances(cosine, qy, dy, k=k)
+    print(f"float features (cosine): mAP@{k} {float_map:.4f}", flush=True)
+
+    table = methods(args.epochs)
+    if data["views"] is not None:
+        views = (data["views"] - scaler.mean_) / scaler.scale_
+        table["NSH multi-view"] = (True, "views")
+    names = args.methods or list(table)
+    rows, curves = [], {}
+    for bits in args.bits:
+        for name in names:
+            trained, make = table[name]
+            results = []
+            for seed in range(args.seeds if trained else 1):
+                if make == "views":
+                    model = NSHTransformer(n_bits=bits, random_state=seed, max_epochs=args.epochs, augment=None)
+                    fit_input = views.astype(np.float32)
+                else:
+                    model = make(bits, seed)
+                    fit_input = train
+                if name in ("PCA sign", "ITQ") and bits > min(train.shape):
+                    break
+                start = time.perf_counter()
+                model.fit(fit_input)
+                fit_s = time.perf_counter() - start
+                start = time.perf_counter()
+                db_codes, q_codes = model.transform(db), model.transform(query)
+                encode_s = time.perf_counter() - start
+                results.append((mean_average_precision(q_codes, qy, db_codes, dy),
+                                mean_average_precision(q_codes, qy, db_codes, dy, k=k),
+                                precision_at_k(q_codes, qy, db_codes, dy, k=min(k, 100)), fit_s, encode_s))
+                if bits == max(args.bits) and seed == 0:
+                    curves[name] = precision_recall_curve(q_codes, qy, db_codes, dy)[:2]
+            if not results:
+                continue
+            r = np.array(results)
+            row = dict(method=name, bits=bits, seeds=len(results), map=r[:, 0].mean(), map_std=r[:, 0].std(),
+                       map_at_k=r[:, 1].mean(), map_at_k_std=r[:, 1].std(), p_at_100=r[:, 2].mean(),
+                       fit_s=r[:, 3].mean(), encode_s=r[:, 4].mean())
+            rows.append(row)
+            print(f"{bits:>3} bits {name:<15} mAP@{k} {row['map_at_k']:.4f} ± {row['map_at_k_std']:.4f}  "
+                  f"mAP {row['map']:.4f}  P@{min(k, 100)} {row['p_at_100']:.4f}  fit {row['fit_s']:.1f} s  "
+                  f"encode {row['encode_s']:.2f} s", flush=True)
+
+    with open(os.path.join(args.out, "results.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(f"{args.dataset}: mAP@{k} (mean ± std over seeds), float features (cosine) {float_map:.4f}\n\n")
+        f.write("| method | " + " | ".join(f"{b} bits" for b in args.bits) + " | fit s (largest) |\n")
+        f.write("|---|" + "---:|" * (len(args.bits) + 1) + "\n")
+        for name in names:
+            cells = []
+            for b in args.bits:
+                match = [r for r in rows if r["method"] == name and r["bits"] == b]
+                cells.append(f"{match[0]['map_at_k']:.3f} ± {match[0]['map_at_k_std']:.3f}" if match else "–")
+            fit = [r["fit_s"] for r in rows if r["method"] == name]
+            f.write(f"| {name} | " + " | ".join(cells) + f" | {fit[-1]:.1f} |\n" if fit else "")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from sortedhash.plotting import plot_map_vs_bits, plot_precision_recall
+
+        results = {name: {r["bits"]: (r["map_at_k"], r["map_at_k_std"]) for r in rows if r["method"] == name}
+                   for name in names}
+        ax = plot_map_vs_bits({n: v for n, v in results.items() if v}, ylabel=f"mAP@{k}")
+        ax.axhline(float_map, color="grey", linestyle="--", label="float features")
+        ax.legend(fontsize=7)
+        ax.set_title(f"{args.dataset}")
+        ax.figure.savefig(os.path.join(args.out, "map_vs_bits.png"), dpi=110, bbox_inches="tight")
+        ax = plot_precision_recall(curves)
+        ax.set_title(f"{args.dataset}, {max(args.bits)} bits")
+        ax.figure.savefig(os.path.join(args.out, "precision_recall.png"), dpi=110, bbox_inches="tight")
+    except ImportError:
+        print("matplotlib not installed: no figures")
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()

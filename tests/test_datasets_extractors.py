@@ -1,0 +1,43 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (DATA / "cifar10_jpg").exists(), reason="CIFAR-10 archives not found")
+def test_load_cifar10_jpg():
+    from sortedhash.datasets import load_cifar10_jpg
+
+    images, labels, classes = load_cifar10_jpg(DATA / "cifar10_jpg", "test", per_class=3)
+    assert images.shape == (30, 32, 32, 3) and images.dtype == np.uint8
+    assert classes[0] == "airplane" and len(classes) == 10
+    np.testing.assert_array_equal(np.bincount(labels), np.full(10, 3))
+
+
+@pytest.mark.skipif(not (DATA / "20newsgroups").exists(), reason="20 Newsgroups archives not found")
+def test_load_20newsgroups_removes_headers():
+    from sortedhash.datasets import load_20newsgroups
+
+    texts, labels, groups = load_20newsgroups(DATA / "20newsgroups", "test", per_group=2)
+    assert len(texts) == 40 and len(groups) == 20 and np.bincount(labels).tolist() == [2] * 20
+    assert not any(t.startswith("From:") for t in texts)
+    raw, _, _ = load_20newsgroups(DATA / "20newsgroups", "test", per_group=2, remove=())
+    assert all(t.startswith("From:") for t in raw)
+
+
+def test_image_features_and_views():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from sortedhash.extractors import EfficientNetLite0Features
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    ext = EfficientNetLite0Features(image_size=64, batch_size=2)
+    features = ext.fit_transform(images)
+    assert features.shape == (3, 1280) and np.isfinite(features).all()
+    np.testing.assert_allclose(ext.transform(images), features, rtol=1e-4, atol=1e-5)
+    views = EfficientNetLite0Features(image_size=64, n_views=2, random_state=0).transform(images)
+    assert views.shape == (3, 2, 1280)
+    assert not np.allclose(views[:, 0], views[:, 1])  # two different augmentations
+    with pytest.raises(ValueError, match="uint8 RGB images"):
+        ext.transform(images.astype(np.float32))
