@@ -1,7 +1,7 @@
 """Draw the documentation's pictures with sortedhash.plotting, on digits (offline).
 
 Writes into --out: map_vs_bits.png, precision_recall.png, hamming_histogram.png,
-soft_permutation.png and retrieval_grid.png.
+soft_permutation.png, sorted_list.png and retrieval_grid.png.
 
 Run: ``python examples/make_figures.py --out docs/img [--fast]``
 """
@@ -73,6 +73,28 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 for ax, (name, sorter) in zip(axes, [("SoftSort", SoftSort(16)), ("torchsort", TorchsortSorter(16))]):
     plot_soft_permutation(sorter.soft_permutation(scores)[0].numpy(), ax=ax, title=f"{name}: anchor 0, 16 bits")
 fig.savefig(os.path.join(args.out, "soft_permutation.png"), dpi=110, bbox_inches="tight")
+
+# The Hamming sort and SortedNCE for anchor 0: candidates of the other view in sorted order,
+# the first m positions are SortedNCE's positives, the rest its negatives.
+m = 4
+row = scores[0].numpy()
+order = np.argsort(-row, kind="stable")
+soft = TorchsortSorter(16).soft_sorted(scores)[0].numpy()
+fig, ax = plt.subplots(figsize=(10, 3.4))
+colours = ["tab:green" if k < m else "tab:grey" for k in range(len(order))]
+ax.bar(np.arange(len(order)), row[order], color=colours)
+ax.plot(np.arange(len(order)), soft, "k.--", lw=1, label="torchsort soft-sorted values (anchors)")
+own = int(np.flatnonzero(order == 0)[0])
+ax.annotate("anchor's own\nother view", (own, row[0]), xytext=(own + 2, row[0] + 0.02), fontsize=8,
+            arrowprops=dict(arrowstyle="->"))
+ax.set_xticks(np.arange(len(order)))
+ax.set_xticklabels(order, fontsize=7)
+ax.set_xlabel("candidate j of view 2, in the anchor's Hamming order")
+ax.set_ylabel("1 - Hamming / n_bits")
+ax.set_ylim(row.min() - 0.1, 1.05)
+ax.legend(loc="upper right", fontsize=8)
+ax.set_title(f"Anchor 0 (view 1), 16 bits: the first m={m} sorted positions are SortedNCE positives (green)")
+fig.savefig(os.path.join(args.out, "sorted_list.png"), dpi=110, bbox_inches="tight")
 
 nsh = codes32["NSH"]
 _, ind = HammingNeighbors(n_neighbors=8).fit(nsh[db]).kneighbors(nsh[:6])

@@ -48,7 +48,7 @@ def test_make_figures(tmp_path):
     pytest.importorskip("matplotlib")
     run("make_figures.py", "--fast", "--out", str(tmp_path))
     names = {"map_vs_bits.png", "precision_recall.png", "hamming_histogram.png", "soft_permutation.png",
-             "retrieval_grid.png"}
+             "sorted_list.png", "retrieval_grid.png"}
     assert names <= {p.name for p in tmp_path.iterdir()}
     assert all((tmp_path / n).stat().st_size > 5000 for n in names)
 

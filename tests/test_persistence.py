@@ -193,3 +193,37 @@ def test_keyboard_interrupt_in_first_epoch_leaves_it_unfitted(digits):
         model.fit(X[:200])
     with pytest.raises(NotFittedError):
         model.transform(X[:10])
+
+
+def test_writes_nothing_outside_the_paths_given(tmp_path):
+    """A whole session (fit, encode, search, save, load) in a fresh process leaves no file
+    in the package, the working directory or HOME; only the file it was told to write."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    package = Path(sortedhash.__file__).parent
+
+    def snapshot(root):
+        return {p for p in root.rglob("*") if p.is_file() and p.suffix != ".pyc"}
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    before = snapshot(package)
+    script = (
+        "import numpy as np, sortedhash as sh\n"
+        "X = np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32)\n"
+        "m = sh.NSHTransformer(n_bits=16, max_epochs=1, hidden_sizes=(16,), batch_size=32, n_positives=2).fit(X)\n"
+        "c = m.transform(X)\n"
+        "sh.HammingNeighbors(n_neighbors=3).fit(c).kneighbors(c[:5])\n"
+        f"sh.save(m, {str(tmp_path / 'model.safetensors')!r})\n"
+        f"sh.load({str(tmp_path / 'model.safetensors')!r}).transform(X[:3])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(HOME=str(home), OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-c", script], cwd=work, env=env, check=True, timeout=300)
+    assert snapshot(package) == before
+    assert not any(work.iterdir()) and not any(home.iterdir())
+    assert {p.name for p in tmp_path.iterdir()} == {"home", "work", "model.safetensors"}

@@ -12,6 +12,8 @@ compacted when full. The final order is a counting sort by distance of a buffer 
 index order, which is exactly a stable sort of all distances.
 """
 
+import os
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -19,6 +21,11 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 __all__ = ["pack_words", "knn_search", "popcount_bound"]
+
+# numba's on-disk cache would write into the installed package; cache compiled kernels only
+# where the user asks for it, with numba's own NUMBA_CACHE_DIR. Otherwise a process compiles
+# them on first use (a few seconds).
+_CACHE = bool(os.environ.get("NUMBA_CACHE_DIR"))
 
 _DB_BLOCK = 2048  # rows per block: the block of words stays in L1/L2 across a query chunk
 _QUERY_CHUNK = 16  # queries per task: each reuses the cached block
@@ -45,7 +52,7 @@ def pack_words(codes):
     return np.ascontiguousarray(padded.view("<u8").T)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=_CACHE, nogil=True, inline="always")
 def _block_distances(db, query, r0, r1, dist):
     """dist[j] = Hamming(query, row r0 + j) for the block [r0, r1): branch-free loops the
     compiler vectorises, up to four words fused per pass so each row is read once."""
@@ -90,7 +97,7 @@ def _block_distances(db, query, r0, r1, dist):
         first = False
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=_CACHE, nogil=True)
 def _compact(buf_d, buf_i, size, hist, k, t):
     """Keep the entries that can still be in the top k: d < t, and the first ones at d == t."""
     keep_at_t = k
@@ -112,7 +119,7 @@ def _compact(buf_d, buf_i, size, hist, k, t):
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=_CACHE, nogil=True)
 def _kth(hist, k):
     """Smallest t with at least k accepted distances <= t (len(hist) when fewer than k)."""
     total = 0
@@ -123,7 +130,7 @@ def _kth(hist, k):
     return hist.shape[0]
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@numba.njit(parallel=True, cache=_CACHE, nogil=True)
 def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
     n_words, n_rows = db.shape
     n_queries = queries.shape[0]
@@ -200,7 +207,7 @@ def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
                     out_dist[q, pos] = d
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@numba.njit(parallel=True, cache=_CACHE, nogil=True)
 def _popcount_all(db, queries, out):
     """The kernel's distance pass alone (every query x row XOR + popcount, blocked the
     same way), no selection: the work any exact method must do, so kernel / bound is
