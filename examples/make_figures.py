@@ -85,7 +85,7 @@ colours = ["tab:green" if k < m else "tab:grey" for k in range(len(order))]
 ax.bar(np.arange(len(order)), row[order], color=colours)
 ax.plot(np.arange(len(order)), soft, "k.--", lw=1, label="torchsort soft-sorted values (anchors)")
 own = int(np.flatnonzero(order == 0)[0])
-ax.annotate("anchor's own\nother view", (own, row[0]), xytext=(own + 2, row[0] + 0.02), fontsize=8,
+ax.annotate("anchor's own\nother view", (own, row[0]), xytext=(own + 1.5, row[0] - 0.15), fontsize=8,
             arrowprops=dict(arrowstyle="->"))
 ax.set_xticks(np.arange(len(order)))
 ax.set_xticklabels(order, fontsize=7)
