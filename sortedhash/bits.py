@@ -9,7 +9,7 @@ handed to faiss unchanged.
 
 import numpy as np
 
-__all__ = ["pack_codes", "unpack_codes", "n_bytes_for", "check_codes"]
+__all__ = ["pack_codes", "unpack_codes", "n_bytes_for", "check_codes", "pairwise_hamming"]
 
 
 def n_bytes_for(n_bits):
@@ -106,3 +106,16 @@ def check_codes(codes, *, name="codes", n_bytes=None, allow_empty=False):
             f"{n_bytes} bytes ({8 * n_bytes} bits) were expected"
         )
     return np.ascontiguousarray(codes)
+
+
+def pairwise_hamming(a, b):
+    """Dense Hamming distance matrix between two sets of packed codes, ``uint16``.
+
+    XOR + popcount byte by byte: simple and exact, for metrics and the numpy reference
+    search. Inputs are assumed checked (``check_codes``) and of equal width; the compiled
+    search in :mod:`sortedhash.neighbors` is the fast path.
+    """
+    out = np.zeros((a.shape[0], b.shape[0]), dtype=np.uint16)
+    for j in range(a.shape[1]):
+        out += np.bitwise_count(a[:, j, None] ^ b[None, :, j])
+    return out

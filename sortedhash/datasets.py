@@ -12,6 +12,23 @@ import numpy as np
 __all__ = ["load_cifar10_jpg", "load_20newsgroups"]
 
 
+def _members_by_label(tar, per_label, suffix=""):
+    """Files of an archive laid out ``.../<label>/<file>``, in name order, with their label
+    index (alphabetical folder order), keeping the first ``per_label`` of each (all if None)."""
+    members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.endswith(suffix)),
+                     key=lambda m: m.name)
+    names = sorted({m.name.split("/")[-2] for m in members})
+    index = {name: i for i, name in enumerate(names)}
+    counts = dict.fromkeys(names, 0)
+    kept = []
+    for m in members:
+        name = m.name.split("/")[-2]
+        if per_label is None or counts[name] < per_label:
+            counts[name] += 1
+            kept.append((m, index[name]))
+    return kept, names
+
+
 def load_cifar10_jpg(path, split="train", per_class=None):
     """CIFAR-10 from ``cifar10-{split}-jpg.tar.gz`` (``{split}/<class>/NNNN.jpg``).
 
@@ -34,20 +51,12 @@ def load_cifar10_jpg(path, split="train", per_class=None):
 
     archive = os.path.join(path, f"cifar10-{split}-jpg.tar.gz")
     with tarfile.open(archive) as tar:
-        members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.endswith(".jpg")),
-                         key=lambda m: m.name)
-        classes = sorted({m.name.split("/")[-2] for m in members})
-        index = {c: i for i, c in enumerate(classes)}
-        counts = dict.fromkeys(classes, 0)
+        kept, classes = _members_by_label(tar, per_class, suffix=".jpg")
         images, labels = [], []
-        for m in members:
-            cls = m.name.split("/")[-2]
-            if per_class is not None and counts[cls] >= per_class:
-                continue
-            counts[cls] += 1
+        for m, label in kept:
             with Image.open(io.BytesIO(tar.extractfile(m).read())) as img:
                 images.append(np.asarray(img.convert("RGB")))
-            labels.append(index[cls])
+            labels.append(label)
     return np.stack(images), np.array(labels, dtype=np.int64), classes
 
 
@@ -75,16 +84,9 @@ def load_20newsgroups(path, split="train", per_group=None, remove=("headers", "f
 
     archive = os.path.join(path, f"20news-bydate-{split}.tar.gz")
     with tarfile.open(archive) as tar:
-        members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name)
-        groups = sorted({m.name.split("/")[-2] for m in members})
-        index = {g: i for i, g in enumerate(groups)}
-        counts = dict.fromkeys(groups, 0)
+        kept, groups = _members_by_label(tar, per_group)
         texts, labels = [], []
-        for m in members:
-            group = m.name.split("/")[-2]
-            if per_group is not None and counts[group] >= per_group:
-                continue
-            counts[group] += 1
+        for m, label in kept:
             text = tar.extractfile(m).read().decode("latin-1")
             if "headers" in remove:
                 text = strip_newsgroup_header(text)
@@ -93,5 +95,5 @@ def load_20newsgroups(path, split="train", per_group=None, remove=("headers", "f
             if "quotes" in remove:
                 text = strip_newsgroup_quoting(text)
             texts.append(text)
-            labels.append(index[group])
+            labels.append(label)
     return texts, np.array(labels, dtype=np.int64), groups

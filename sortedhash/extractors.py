@@ -21,7 +21,7 @@ __all__ = ["EfficientNetLite0Features", "MiniLMFeatures", "random_image_views"]
 
 
 def random_image_views(images, size, generator, crop_scale=(0.5, 1.0), jitter=0.2):
-    """Random resized crop, horizontal flip and colour jitter of a uint8 batch, resized to ``size``.
+    """Random resized crop, horizontal flip and colour jitter of an image batch, resized to ``size``.
 
     Parameters
     ----------

@@ -41,7 +41,13 @@ def test_save_load(tmp_path):
 
 def test_search_at_scale():
     out = run("search_at_scale.py", "--rows", "20000", "--queries", "50")
-    assert "queries/s" in out and "same distances: False" not in out
+    assert "HammingNeighbors:" in out and "queries/s" in out
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        assert "faiss is not installed" in out
+    else:
+        assert "same distances: True" in out
 
 
 def test_make_figures(tmp_path):

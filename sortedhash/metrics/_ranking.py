@@ -12,7 +12,7 @@ Conventions (shared by every function here):
 
 import numpy as np
 
-from ..bits import check_codes
+from ..bits import check_codes, pairwise_hamming
 
 __all__ = [
     "hamming_distances",
@@ -33,16 +33,7 @@ def hamming_distances(query_codes, database_codes):
     """
     q = check_codes(query_codes, name="query_codes")
     db = check_codes(database_codes, name="database_codes", n_bytes=q.shape[1])
-    return _distances(q, db)
-
-
-def _distances(q, db):
-    # Bytes widened to uint64 words would be faster, but this path is for metrics of
-    # modest size; popcount of XORed bytes keeps it simple and exact.
-    out = np.zeros((q.shape[0], db.shape[0]), dtype=np.uint16)
-    for j in range(q.shape[1]):
-        out += np.bitwise_count(q[:, j, None] ^ db[None, :, j])
-    return out
+    return pairwise_hamming(q, db)
 
 
 def _check_labels(labels, n, name):
@@ -78,7 +69,7 @@ def _sorted_relevance(q, ql, db, dl, k, exclude_self=False):
     n_db = db.shape[0]
     for start in range(0, q.shape[0], _QUERY_CHUNK):
         stop = min(start + _QUERY_CHUNK, q.shape[0])
-        dist = _distances(q[start:stop], db)
+        dist = pairwise_hamming(q[start:stop], db)
         rel = _relevance(ql[start:stop], dl)
         if exclude_self:
             rows = np.arange(stop - start)
@@ -230,7 +221,7 @@ def precision_recall_curve(query_codes, query_labels, database_codes, database_l
     rec_count = 0
     for start in range(0, q.shape[0], _QUERY_CHUNK):
         stop = min(start + _QUERY_CHUNK, q.shape[0])
-        dist = _distances(q[start:stop], db).astype(np.intp)
+        dist = pairwise_hamming(q[start:stop], db).astype(np.intp)
         rel = _relevance(ql[start:stop], dl)
         for row in range(stop - start):
             retrieved = np.cumsum(np.bincount(dist[row], minlength=n_levels))

@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from .._versions import VersionedMixin
-from ..bits import check_codes
+from ..bits import check_codes, pairwise_hamming
 from ._kernels import knn_search, pack_words
 
 __all__ = ["HammingNeighbors"]
@@ -197,10 +197,7 @@ class HammingNeighbors(VersionedMixin, BaseEstimator):
         out = np.empty((len(queries), stop - start), dtype=np.uint16)
         for s in range(start, stop, _DB_CHUNK):
             e = min(s + _DB_CHUNK, stop)
-            block = np.zeros((len(queries), e - s), dtype=np.uint16)
-            for j in range(self.n_features_in_):
-                block += np.bitwise_count(queries[:, j, None] ^ self._fit_X[None, s:e, j])
-            out[:, s - start:e - start] = block
+            out[:, s - start:e - start] = pairwise_hamming(queries, self._fit_X[s:e])
         return out
 
     # ------------------------------------------------------------------ radius
