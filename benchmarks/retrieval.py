@@ -28,6 +28,7 @@ import os
 import time
 
 import numpy as np
+from skorch.callbacks import Callback
 from sklearn.preprocessing import StandardScaler, normalize
 
 from sortedhash import ITQTransformer, LSHTransformer, NSHTransformer, PCAHashTransformer
@@ -116,6 +117,68 @@ def methods(epochs):
     }
 
 
+def parse_params(text):
+    """``"a=1,b=0.5,c=none"`` -> ``{"a": 1, "b": 0.5, "c": None}``."""
+    params = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                pass
+        params[key.strip()] = None if value in ("none", "None") else value
+    return params
+
+
+class SetCriterion(Callback):
+    """Set attributes of the initialised criterion (skorch would rebuild it from ``criterion__`` keys)."""
+
+    def __init__(self, **attrs):
+        self.attrs = attrs
+
+    def on_train_begin(self, net, **kwargs):
+        for key, value in self.attrs.items():
+            setattr(net.criterion_, key, value)
+
+
+class PositivesSchedule(Callback):
+    """Move SortedNCE's ``m`` linearly from ``start`` to ``end`` over the epochs."""
+
+    def __init__(self, start, end):
+        self.start, self.end = start, end
+
+    def on_epoch_begin(self, net, **kwargs):
+        t = len(net.history) - 1
+        frac = t / max(net.max_epochs - 1, 1)
+        net.criterion_.n_positives = max(1, round(self.start + frac * (self.end - self.start)))
+
+
+def variant(params, epochs):
+    """A maker of NSHTransformers with ``params`` over the defaults.
+
+    ``views=1`` trains on the cached image views; ``m_schedule=A-B`` moves ``n_positives``
+    from A to B over training; ``criterion__NAME=V`` sets an attribute of the loss
+    (:class:`sortedhash.nn.NSHLoss`, e.g. ``criterion__symmetric=0``).
+    """
+    params = dict(params)
+    on_views = bool(params.pop("views", 0))
+    schedule = params.pop("m_schedule", None)
+    criterion = {k.split("__", 1)[1]: params.pop(k) for k in list(params) if k.startswith("criterion__")}
+    params.setdefault("max_epochs", epochs)
+
+    def make(bits, seed):
+        callbacks = [SetCriterion(**criterion)] if criterion else []
+        if schedule:
+            start, end = (int(v) for v in str(schedule).split("-"))
+            callbacks.append(PositivesSchedule(start, end))
+        return NSHTransformer(n_bits=bits, random_state=seed, callbacks=callbacks or None, **params)
+
+    make.views = on_views
+    return make
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=["digits", "newsgroups", "cifar10"])
@@ -129,6 +192,10 @@ def main():
     parser.add_argument("--database-size", type=int, default=50000)
     parser.add_argument("--train-size", type=int, default=10000)
     parser.add_argument("--views", type=int, default=0)
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                        help="an extra NSHTransformer with these parameters over the defaults (repeatable); "
+                             "views=1 trains it on the cached image views, e.g. 'm4:n_positives=4' or "
+                             "'views+noise:views=1,noise_std=0.3,feature_dropout=0.1'")
     args = parser.parse_args()
     data = {"digits": digits_data, "newsgroups": newsgroups_data, "cifar10": cifar_data}[args.dataset](args)
     os.makedirs(args.out, exist_ok=True)
@@ -143,9 +210,13 @@ def main():
     print(f"float features (cosine): mAP@{k} {float_map:.4f}", flush=True)
 
     table = methods(args.epochs)
+    views = None
     if data["views"] is not None:
-        views = (data["views"] - scaler.mean_) / scaler.scale_
-        table["NSH multi-view"] = (True, "views")
+        views = ((data["views"] - scaler.mean_) / scaler.scale_).astype(np.float32)
+        table["NSH multi-view"] = (True, variant(dict(views=1, augment=None), args.epochs))
+    for spec in args.variant:
+        name, _, params = spec.partition(":")
+        table[name] = (True, variant(parse_params(params), args.epochs))
     names = args.methods or list(table)
     rows, curves = [], {}
     for bits in args.bits:
@@ -153,12 +224,12 @@ def main():
             trained, make = table[name]
             results = []
             for seed in range(args.seeds if trained else 1):
-                if make == "views":
-                    model = NSHTransformer(n_bits=bits, random_state=seed, max_epochs=args.epochs, augment=None)
-                    fit_input = views.astype(np.float32)
-                else:
-                    model = make(bits, seed)
-                    fit_input = train
+                model = make(bits, seed)
+                fit_input = train
+                if getattr(make, "views", False):
+                    if views is None:
+                        raise SystemExit(f"{name} trains on image views: pass --views")
+                    fit_input = views
                 if name in ("PCA sign", "ITQ") and bits > min(train.shape):
                     break
                 start = time.perf_counter()

@@ -64,8 +64,11 @@ def hamming_similarity(codes_a, codes_b):
 class NSHLoss(torch.nn.Module):
     """The NSH training objective for one pair of views.
 
-    ``sorted_weight * SortedNCE + code_nce_weight * NT-Xent(codes) + quantization_weight * Q``,
-    where SortedNCE is applied from each view's anchors (``symmetric``) and averaged.
+    ``sorted_weight * SortedNCE + code_nce_weight * NT-Xent(codes)
+    + latent_nce_weight * NT-Xent(latents) + quantization_weight * Q``, where SortedNCE is
+    applied from each view's anchors (``symmetric``) and averaged. The last two terms and
+    ``gather="codes"`` are off by default; ``benchmarks/retrieval.py --variant`` sets them
+    to measure them.
 
     Parameters
     ----------
@@ -81,11 +84,19 @@ class NSHLoss(torch.nn.Module):
         Temperature of the code-level NT-Xent.
     symmetric : bool
         Apply SortedNCE from both views.
+    latent_nce_weight : float
+        Weight of an NT-Xent term between the two views' latent vectors (same temperature
+        as the code term).
+    gather : {"latent", "codes"}
+        What the sorted list gathers: the latent vectors (NSH), or the relaxed codes
+        themselves (normalised tanh outputs).
     """
 
     def __init__(self, sorter, *, n_positives, temperature, sorted_weight=1.0, code_nce_weight=0.0,
-                 code_temperature=0.5, quantization_weight=0.0, symmetric=True):
+                 code_temperature=0.5, quantization_weight=0.0, symmetric=True, latent_nce_weight=0.0, gather="latent"):
         super().__init__()
+        if gather not in ("latent", "codes"):
+            raise ValueError(f"gather must be 'latent' or 'codes', got {gather!r}")
         self.sorter = sorter
         self.n_positives = n_positives
         self.temperature = temperature
@@ -94,6 +105,8 @@ class NSHLoss(torch.nn.Module):
         self.code_temperature = code_temperature
         self.quantization_weight = quantization_weight
         self.symmetric = symmetric
+        self.latent_nce_weight = latent_nce_weight
+        self.gather = gather
 
     def _sorted_term(self, codes_anchor, z_anchor, codes_other, z_other):
         scores = hamming_similarity(codes_anchor, codes_other)
@@ -104,12 +117,15 @@ class NSHLoss(torch.nn.Module):
         (h_a, b_a, z_a), (h_b, b_b, z_b) = view_a, view_b
         loss = h_a.new_zeros(())
         if self.sorted_weight:
-            term = self._sorted_term(b_a, z_a, b_b, z_b)
+            g_a, g_b = (z_a, z_b) if self.gather == "latent" else (F.normalize(h_a, dim=1), F.normalize(h_b, dim=1))
+            term = self._sorted_term(b_a, g_a, b_b, g_b)
             if self.symmetric:
-                term = 0.5 * (term + self._sorted_term(b_b, z_b, b_a, z_a))
+                term = 0.5 * (term + self._sorted_term(b_b, g_b, b_a, g_a))
             loss = loss + self.sorted_weight * term
         if self.code_nce_weight:
             loss = loss + self.code_nce_weight * code_nt_xent(b_a, b_b, self.code_temperature)
+        if self.latent_nce_weight:
+            loss = loss + self.latent_nce_weight * code_nt_xent(z_a, z_b, self.code_temperature)
         if self.quantization_weight:
             loss = loss + self.quantization_weight * 0.5 * (quantization_loss(h_a) + quantization_loss(h_b))
         return loss

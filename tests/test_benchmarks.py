@@ -1,0 +1,35 @@
+"""The retrieval benchmark runs end to end on digits (tiny settings), variants included."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_retrieval_benchmark_digits_with_variants(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "retrieval.py"), "digits", "--out", str(tmp_path),
+           "--bits", "16", "--seeds", "2", "--epochs", "2",
+           "--methods", "ITQ", "plain NCE", "m4", "sched", "oneway",
+           "--variant", "m4:n_positives=4,sorter=softsort",
+           "--variant", "sched:m_schedule=2-6,sorter=softsort",
+           "--variant", "oneway:criterion__symmetric=0,criterion__latent_nce_weight=0.5,sorter=softsort"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "results.csv") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"ITQ", "plain NCE", "m4", "sched", "oneway"}
+    assert rows["ITQ"]["seeds"] == "1" and rows["m4"]["seeds"] == "2"
+    assert all(0.1 < float(r["map_at_k"]) <= 1.0 for r in rows.values())
+    assert "| oneway |" in (tmp_path / "results.md").read_text()
+
+
+def test_retrieval_benchmark_rejects_views_variant_without_views(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "retrieval.py"), "digits", "--out", str(tmp_path),
+           "--bits", "16", "--seeds", "1", "--epochs", "1", "--methods", "mv", "--variant", "mv:views=1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode != 0 and "pass --views" in result.stderr
