@@ -15,7 +15,10 @@ Datasets (paths are arguments; features are computed once and cached under --cac
 
 Methods: the float features (cosine ranking, a reference), LSH, PCA signs, ITQ, plain
 contrastive hashing (NT-Xent on codes, no sorting), NSH with each sorter (the defaults),
-and the faithful NSH of the paper. Trained methods run with ``--seeds`` seeds (mean ± std).
+and the faithful NSH of the paper. Trained methods run with ``--seeds`` seeds (mean ± std), starting at
+``--first-seed`` (to add seeds to an earlier run). ``--variant NAME:KEY=VALUE,...`` adds
+an NSHTransformer with other parameters (see ``variant``): the tries of issue #4 are run
+this way, e.g. ``--variant m4:n_positives=4 --variant sched:m_schedule=2-16``.
 Prints a table and writes results.csv, results.md, map_vs_bits.png and
 precision_recall.png into --out.
 
@@ -187,6 +190,7 @@ def main():
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--methods", nargs="+", default=None, help="subset of the method names")
     parser.add_argument("--database-size", type=int, default=50000)
@@ -223,7 +227,7 @@ def main():
         for name in names:
             trained, make = table[name]
             results = []
-            for seed in range(args.seeds if trained else 1):
+            for seed in range(args.first_seed, args.first_seed + (args.seeds if trained else 1)):
                 model = make(bits, seed)
                 fit_input = train
                 if getattr(make, "views", False):
@@ -241,7 +245,7 @@ def main():
                 results.append((mean_average_precision(q_codes, qy, db_codes, dy),
                                 mean_average_precision(q_codes, qy, db_codes, dy, k=k),
                                 precision_at_k(q_codes, qy, db_codes, dy, k=min(k, 100)), fit_s, encode_s))
-                if bits == max(args.bits) and seed == 0:
+                if bits == max(args.bits) and seed == args.first_seed:
                     curves[name] = precision_recall_curve(q_codes, qy, db_codes, dy)[:2]
             if not results:
                 continue
