@@ -33,3 +33,34 @@ def test_retrieval_benchmark_rejects_views_variant_without_views(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode != 0 and "pass --views" in result.stderr
+
+
+def _load_retrieval():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("retrieval", ROOT / "benchmarks" / "retrieval.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_variant_parsing_schedule_and_criterion_attributes():
+    from types import SimpleNamespace
+
+    retrieval = _load_retrieval()
+    params = retrieval.parse_params("n_positives=4,noise_std=0.3,sorter=softsort,encoder=none")
+    assert params == {"n_positives": 4, "noise_std": 0.3, "sorter": "softsort", "encoder": None}
+
+    make = retrieval.variant({"m_schedule": "2-8", "criterion__symmetric": 0, "n_positives": 4}, epochs=5)
+    model = make(16, 3)
+    assert (model.n_bits, model.random_state, model.max_epochs, model.n_positives) == (16, 3, 5, 4)
+    set_criterion, schedule = model.callbacks
+    net = SimpleNamespace(criterion_=SimpleNamespace(symmetric=True, n_positives=4), history=[], max_epochs=4)
+    set_criterion.on_train_begin(net)
+    assert net.criterion_.symmetric == 0
+    seen = []
+    for _ in range(4):  # skorch adds the epoch's history row before callbacks see on_epoch_begin
+        net.history.append({})
+        schedule.on_epoch_begin(net)
+        seen.append(net.criterion_.n_positives)
+    assert seen == [2, 4, 6, 8]

@@ -93,7 +93,8 @@ class NSHLoss(torch.nn.Module):
     """
 
     def __init__(self, sorter, *, n_positives, temperature, sorted_weight=1.0, code_nce_weight=0.0,
-                 code_temperature=0.5, quantization_weight=0.0, symmetric=True, latent_nce_weight=0.0, gather="latent"):
+                 code_temperature=0.5, quantization_weight=0.0, symmetric=True, latent_nce_weight=0.0,
+                 gather="latent"):
         super().__init__()
         if gather not in ("latent", "codes"):
             raise ValueError(f"gather must be 'latent' or 'codes', got {gather!r}")
@@ -117,7 +118,10 @@ class NSHLoss(torch.nn.Module):
         (h_a, b_a, z_a), (h_b, b_b, z_b) = view_a, view_b
         loss = h_a.new_zeros(())
         if self.sorted_weight:
-            g_a, g_b = (z_a, z_b) if self.gather == "latent" else (F.normalize(h_a, dim=1), F.normalize(h_b, dim=1))
+            if self.gather == "latent":
+                g_a, g_b = z_a, z_b
+            else:
+                g_a, g_b = F.normalize(h_a, dim=1), F.normalize(h_b, dim=1)
             term = self._sorted_term(b_a, g_a, b_b, g_b)
             if self.symmetric:
                 term = 0.5 * (term + self._sorted_term(b_b, g_b, b_a, g_a))
