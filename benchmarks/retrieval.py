@@ -106,17 +106,15 @@ def cifar_data(args):
 
 
 def methods(epochs):
-    nsh = dict(max_epochs=epochs)
     return {
         "LSH": (False, lambda b, s: LSHTransformer(n_bits=b, random_state=s)),
         "PCA sign": (False, lambda b, s: PCAHashTransformer(n_bits=b)),
         "ITQ": (False, lambda b, s: ITQTransformer(n_bits=b, random_state=s)),
-        "plain NCE": (True, lambda b, s: NSHTransformer(n_bits=b, random_state=s, sorted_weight=0.0, **nsh)),
-        "NSH softsort": (True, lambda b, s: NSHTransformer(n_bits=b, random_state=s, sorter="softsort", **nsh)),
-        "NSH torchsort": (True, lambda b, s: NSHTransformer(n_bits=b, random_state=s, **nsh)),
-        "NSH faithful": (True, lambda b, s: NSHTransformer(
-            n_bits=b, random_state=s, sorted_weight=1.0, code_nce_weight=0.0, noise_std=0.3,
-            feature_dropout=0.1, **nsh)),
+        "plain NCE": (True, variant(dict(sorted_weight=0.0), epochs)),
+        "NSH softsort": (True, variant(dict(sorter="softsort"), epochs)),
+        "NSH torchsort": (True, variant({}, epochs)),
+        "NSH faithful": (True, variant(dict(sorted_weight=1.0, code_nce_weight=0.0, noise_std=0.3,
+                                            feature_dropout=0.1), epochs)),
     }
 
 
@@ -143,6 +141,8 @@ class SetCriterion(Callback):
 
     def on_train_begin(self, net, **kwargs):
         for key, value in self.attrs.items():
+            if not hasattr(net.criterion_, key):  # a typo would otherwise be a silent no-op try
+                raise ValueError(f"criterion__{key}: {type(net.criterion_).__name__} has no attribute {key!r}")
             setattr(net.criterion_, key, value)
 
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,6 +60,8 @@ def test_variant_parsing_schedule_and_criterion_attributes():
     net = SimpleNamespace(criterion_=SimpleNamespace(symmetric=True, n_positives=4), history=[], max_epochs=4)
     set_criterion.on_train_begin(net)
     assert net.criterion_.symmetric == 0
+    with pytest.raises(ValueError, match="symetric"):
+        retrieval.SetCriterion(symetric=0).on_train_begin(net)
     seen = []
     for _ in range(4):  # skorch adds the epoch's history row before callbacks see on_epoch_begin
         net.history.append({})
