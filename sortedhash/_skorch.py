@@ -31,6 +31,29 @@ class NSHNet(NeuralNet):
         # (often a Module, e.g. torchvision transforms) is held in a plain wrapper instead.
         self.augment = None if augment is None else _Augmentation(augment)
 
+    # The module and the criterion are passed as instances, so the init parameters
+    # ``module`` and ``criterion`` are the very objects skorch initialised and moved to the
+    # device. skorch pickles only the initialised attributes (``module_``, ...) in a way that
+    # maps CUDA tensors to the CPU on load; pickled as they are, the init parameters would
+    # carry CUDA tensors that a machine without CUDA cannot read. They are stored as
+    # references to the initialised attributes instead.
+    _SHARED_WITH_INITIALIZED = ("module", "criterion")
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for name in self._SHARED_WITH_INITIALIZED:
+            value = self.__dict__.get(name)
+            if value is not None and value is self.__dict__.get(name + "_"):
+                state[name] = _SameAs(name + "_")
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for name in self._SHARED_WITH_INITIALIZED:
+            ref = self.__dict__.get(name)
+            if isinstance(ref, _SameAs):
+                self.__dict__[name] = self.__dict__[ref.attribute]
+
     def _views(self, X):
         if getattr(self, "multi_view_", False):
             n, n_views = X.shape[:2]
@@ -56,6 +79,13 @@ class NSHNet(NeuralNet):
 
     def get_loss(self, y_pred, y_true, X=None, training=False):  # pragma: no cover - unused
         raise NotImplementedError("NSHNet computes its loss in train_step_single")
+
+
+class _SameAs:
+    """Pickled stand-in for an attribute that is the same object as ``attribute``."""
+
+    def __init__(self, attribute):
+        self.attribute = attribute
 
 
 class _Augmentation:

@@ -1,4 +1,5 @@
 import io
+import os
 
 import joblib
 import numpy as np
@@ -80,9 +81,11 @@ def test_cuda_trained_model_loads_without_cuda(digits, monkeypatch):
 
     Without a GPU the CUDA side is simulated: the device string says cuda while the
     tensors are on the CPU, and torch.cuda.is_available is patched to False on load.
+    The model is fitted on the CPU so the simulation holds on a GPU machine too (there
+    ``test_cuda_fitted_model_loads_in_a_process_without_cuda`` does it for real).
     """
     X, _ = digits
-    model = small_nsh().fit(X[:200])
+    model = small_nsh(device="cpu").fit(X[:200])
     codes = model.transform(X[:50])
     model.net_.device = "cuda"
     buffer = io.BytesIO()
@@ -93,6 +96,31 @@ def test_cuda_trained_model_loads_without_cuda(digits, monkeypatch):
         loaded = joblib.load(buffer)
     assert torch.device(loaded.net_.device).type == "cpu"
     np.testing.assert_array_equal(loaded.transform(X[:50]), codes)
+
+
+def test_pickle_carries_no_tensor_outside_skorchs_device_mapping(digits):
+    """Every tensor of a fitted model is pickled where skorch maps it to the CPU on load.
+
+    A tensor pickled directly keeps its CUDA location and cannot be read on a machine
+    without CUDA (seen on an H100: the init parameter ``module`` is the fitted module).
+    """
+    import pickle
+
+    X, _ = digits
+    model = small_nsh(device="cpu").fit(X[:200])
+    direct = []
+
+    class Recorder(pickle.Pickler):
+        def reducer_override(self, obj):
+            if isinstance(obj, (torch.Tensor, torch.UntypedStorage)):
+                direct.append(tuple(getattr(obj, "shape", ())))
+            return NotImplemented
+
+    Recorder(io.BytesIO()).dump(model)
+    assert direct == []
+    loaded = pickle.loads(pickle.dumps(model))
+    assert loaded.net_.module is loaded.net_.module_ and loaded.net_.criterion is loaded.net_.criterion_
+    np.testing.assert_array_equal(loaded.transform(X[:50]), model.transform(X[:50]))
 
 
 def test_multi_view_input(digits):
@@ -194,6 +222,31 @@ def test_grid_search_with_map_scorer(digits):
     assert len(scores) == 4 and np.all((scores > 0) & (scores <= 1))
     assert search.best_params_ in search.cv_results_["params"]
     assert search.best_score_ == pytest.approx(scores.max())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fitted_model_loads_in_a_process_without_cuda(digits, tmp_path):
+    """Fitted on the GPU, saved with joblib, loaded where no GPU is visible: same codes."""
+    import subprocess
+    import sys
+
+    X, _ = digits
+    model = small_nsh(device="cuda").fit(X[:200])
+    assert next(model.net_.module_.parameters()).is_cuda
+    joblib.dump(model, tmp_path / "model.joblib")
+    np.save(tmp_path / "X.npy", X[:50])
+    script = ("import joblib, numpy as np, torch, warnings; warnings.simplefilter('ignore'); "
+              "assert not torch.cuda.is_available(); "
+              f"m = joblib.load({str(tmp_path / 'model.joblib')!r}); "
+              f"np.save({str(tmp_path / 'codes.npy')!r}, m.transform(np.load({str(tmp_path / 'X.npy')!r})))")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # CPU and GPU matrix products round differently: a hash value within rounding of 0 may flip.
+    cpu_bits = unpack_codes(np.load(tmp_path / "codes.npy"), 16)
+    gpu_bits = unpack_codes(model.transform(X[:50]), 16)
+    assert (cpu_bits != gpu_bits).mean() < 0.01
 
 
 @pytest.mark.cuda
