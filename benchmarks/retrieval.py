@@ -19,8 +19,10 @@ and the faithful NSH of the paper. Trained methods run with ``--seeds`` seeds (m
 ``--first-seed`` (to add seeds to an earlier run). ``--variant NAME:KEY=VALUE,...`` adds
 an NSHTransformer with other parameters (see ``variant``): the tries of issue #4 are run
 this way, e.g. ``--variant m4:n_positives=4 --variant sched:m_schedule=2-16``.
-Prints a table and writes results.csv, results.md, map_vs_bits.png and
-precision_recall.png into --out.
+Prints a table and writes runs.csv (one row per method, length and seed), results.csv
+(mean ± std), results.md, map_vs_bits.png and precision_recall.png into --out.
+``merge_runs.py`` makes the same tables from the runs.csv of several processes (seeds or
+lengths run side by side, see ``parallel_table.sh``).
 
 Run: ``python benchmarks/retrieval.py digits --out benchmarks/results/digits --epochs 10``
 """
@@ -31,6 +33,7 @@ import os
 import time
 
 import numpy as np
+import torch
 from skorch.callbacks import Callback
 from sklearn.preprocessing import StandardScaler, normalize
 
@@ -47,7 +50,9 @@ def cached(cache, name, compute):
     if os.path.exists(path):
         with np.load(path) as f:
             return tuple(f[k] for k in sorted(f.files))
+    start = time.perf_counter()
     arrays = compute()
+    print(f"computed {name} in {time.perf_counter() - start:.0f} s", flush=True)
     np.savez(path, **{f"a{i}": a for i, a in enumerate(arrays)})
     return arrays
 
@@ -182,6 +187,82 @@ def variant(params, epochs):
     return make
 
 
+FLOAT = "float features (cosine)"
+RUN_FIELDS = ["dataset", "device", "method", "bits", "seed", "k", "map", "map_at_k", "p_at_100", "fit_s",
+              "encode_s"]
+
+
+def write_runs(runs, path):
+    """One row per (method, bits, seed): the raw results, merged across processes by merge_runs.py."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=RUN_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(runs)
+
+
+def read_runs(path):
+    with open(path, newline="") as f:
+        return [{key: value if key in ("dataset", "device", "method") else float(value)
+                 for key, value in row.items()} for row in csv.DictReader(f)]
+
+
+def summarize(runs):
+    """Mean ± std over seeds of each (method, bits), in the order the runs came."""
+    groups = {}
+    for run in runs:
+        groups.setdefault((run["method"], int(run["bits"])), []).append(run)
+    rows = []
+    for (method, bits), group in groups.items():
+        seeds = sorted({int(r["seed"]) for r in group})
+        if len(seeds) != len(group):
+            raise ValueError(f"{method} at {bits} bits: a seed appears twice in the runs")
+        r = np.array([[g[key] for key in ("map", "map_at_k", "p_at_100", "fit_s", "encode_s")] for g in group])
+        rows.append(dict(method=method, bits=bits, seeds=len(group), map=r[:, 0].mean(), map_std=r[:, 0].std(),
+                         map_at_k=r[:, 1].mean(), map_at_k_std=r[:, 1].std(), p_at_100=r[:, 2].mean(),
+                         fit_s=r[:, 3].mean(), encode_s=r[:, 4].mean()))
+    return rows
+
+
+def write_tables(runs, out):
+    """results.csv (mean and std per method and length), results.md and map_vs_bits.png from the runs."""
+    rows = summarize(runs)
+    floats = [r for r in rows if r["method"] == FLOAT]
+    rows = [r for r in rows if r["method"] != FLOAT]
+    dataset, device, k = runs[-1]["dataset"], runs[-1]["device"], int(runs[-1]["k"])
+    bits = sorted({r["bits"] for r in rows})
+    names = list(dict.fromkeys(r["method"] for r in rows))
+    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    float_map = floats[0]["map_at_k"] if floats else float("nan")
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(f"{dataset}: mAP@{k} (mean ± std over seeds), float features (cosine) {float_map:.4f}; "
+                f"fit on {device}\n\n")
+        f.write("| method | " + " | ".join(f"{b} bits" for b in bits) + " | seeds | fit s (largest) |\n")
+        f.write("|---|" + "---:|" * (len(bits) + 2) + "\n")
+        for name in names:
+            mine = {r["bits"]: r for r in rows if r["method"] == name}
+            cells = [f"{mine[b]['map_at_k']:.3f} ± {mine[b]['map_at_k_std']:.3f}" if b in mine else "–"
+                     for b in bits]
+            largest = mine[max(mine)]
+            f.write(f"| {name} | " + " | ".join(cells) + f" | {largest['seeds']} | {largest['fit_s']:.1f} |\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from sortedhash.plotting import plot_map_vs_bits
+    except ImportError:
+        return
+    results = {name: {r["bits"]: (r["map_at_k"], r["map_at_k_std"]) for r in rows if r["method"] == name}
+               for name in names}
+    ax = plot_map_vs_bits(results, ylabel=f"mAP@{k}")
+    ax.axhline(float_map, color="grey", linestyle="--", label="float features")
+    ax.legend(fontsize=7)
+    ax.set_title(dataset)
+    ax.figure.savefig(os.path.join(out, "map_vs_bits.png"), dpi=110, bbox_inches="tight")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=["digits", "newsgroups", "cifar10"])
@@ -207,8 +288,9 @@ def main():
     scaler = StandardScaler().fit(data["train"])
     train, query, db = (scaler.transform(data[k]).astype(np.float32) for k in ("train", "query", "db"))
     qy, dy, k = data["query_y"], data["db_y"], data["k"]
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"{args.dataset}: train {train.shape}, queries {query.shape[0]}, database {db.shape[0]}, k={k}, "
-          f"epochs {args.epochs}, seeds {args.seeds}", flush=True)
+          f"epochs {args.epochs}, seeds {args.seeds}, device {device}", flush=True)
     cosine = 1 - normalize(query) @ normalize(db).T
     float_map = mean_average_precision_from_distances(cosine, qy, dy, k=k)
     print(f"float features (cosine): mAP@{k} {float_map:.4f}", flush=True)
@@ -222,11 +304,12 @@ def main():
         name, _, params = spec.partition(":")
         table[name] = (True, variant(parse_params(params), args.epochs))
     names = args.methods or list(table)
-    rows, curves = [], {}
+    runs = [dict(method=FLOAT, bits=0, seed=0, map=np.nan, map_at_k=float_map, p_at_100=np.nan, fit_s=0.0,
+                 encode_s=0.0, k=k, dataset=args.dataset, device=device)]
+    curves = {}
     for bits in args.bits:
         for name in names:
             trained, make = table[name]
-            results = []
             for seed in range(args.first_seed, args.first_seed + (args.seeds if trained else 1)):
                 model = make(bits, seed)
                 fit_input = train
@@ -242,50 +325,27 @@ def main():
                 start = time.perf_counter()
                 db_codes, q_codes = model.transform(db), model.transform(query)
                 encode_s = time.perf_counter() - start
-                results.append((mean_average_precision(q_codes, qy, db_codes, dy),
-                                mean_average_precision(q_codes, qy, db_codes, dy, k=k),
-                                precision_at_k(q_codes, qy, db_codes, dy, k=min(k, 100)), fit_s, encode_s))
+                runs.append(dict(method=name, bits=bits, seed=seed,
+                                 map=mean_average_precision(q_codes, qy, db_codes, dy),
+                                 map_at_k=mean_average_precision(q_codes, qy, db_codes, dy, k=k),
+                                 p_at_100=precision_at_k(q_codes, qy, db_codes, dy, k=min(k, 100)),
+                                 fit_s=fit_s, encode_s=encode_s, k=k, dataset=args.dataset, device=device))
+                write_runs(runs, os.path.join(args.out, "runs.csv"))  # kept if a later run is stopped
                 if bits == max(args.bits) and seed == args.first_seed:
                     curves[name] = precision_recall_curve(q_codes, qy, db_codes, dy)[:2]
-            if not results:
-                continue
-            r = np.array(results)
-            row = dict(method=name, bits=bits, seeds=len(results), map=r[:, 0].mean(), map_std=r[:, 0].std(),
-                       map_at_k=r[:, 1].mean(), map_at_k_std=r[:, 1].std(), p_at_100=r[:, 2].mean(),
-                       fit_s=r[:, 3].mean(), encode_s=r[:, 4].mean())
-            rows.append(row)
-            print(f"{bits:>3} bits {name:<15} mAP@{k} {row['map_at_k']:.4f} ± {row['map_at_k_std']:.4f}  "
-                  f"mAP {row['map']:.4f}  P@{min(k, 100)} {row['p_at_100']:.4f}  fit {row['fit_s']:.1f} s  "
-                  f"encode {row['encode_s']:.2f} s", flush=True)
+            row = next((r for r in summarize(runs) if (r["method"], r["bits"]) == (name, bits)), None)
+            if row is not None:
+                print(f"{bits:>3} bits {name:<15} mAP@{k} {row['map_at_k']:.4f} ± {row['map_at_k_std']:.4f}  "
+                      f"mAP {row['map']:.4f}  P@{min(k, 100)} {row['p_at_100']:.4f}  fit {row['fit_s']:.1f} s  "
+                      f"encode {row['encode_s']:.2f} s", flush=True)
 
-    with open(os.path.join(args.out, "results.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(f"{args.dataset}: mAP@{k} (mean ± std over seeds), float features (cosine) {float_map:.4f}\n\n")
-        f.write("| method | " + " | ".join(f"{b} bits" for b in args.bits) + " | fit s (largest) |\n")
-        f.write("|---|" + "---:|" * (len(args.bits) + 1) + "\n")
-        for name in names:
-            cells = []
-            for b in args.bits:
-                match = [r for r in rows if r["method"] == name and r["bits"] == b]
-                cells.append(f"{match[0]['map_at_k']:.3f} ± {match[0]['map_at_k_std']:.3f}" if match else "–")
-            fit = [r["fit_s"] for r in rows if r["method"] == name]
-            f.write(f"| {name} | " + " | ".join(cells) + f" | {fit[-1]:.1f} |\n" if fit else "")
+    write_tables(runs, args.out)
     try:
         import matplotlib
 
         matplotlib.use("Agg")
-        from sortedhash.plotting import plot_map_vs_bits, plot_precision_recall
+        from sortedhash.plotting import plot_precision_recall
 
-        results = {name: {r["bits"]: (r["map_at_k"], r["map_at_k_std"]) for r in rows if r["method"] == name}
-                   for name in names}
-        ax = plot_map_vs_bits({n: v for n, v in results.items() if v}, ylabel=f"mAP@{k}")
-        ax.axhline(float_map, color="grey", linestyle="--", label="float features")
-        ax.legend(fontsize=7)
-        ax.set_title(f"{args.dataset}")
-        ax.figure.savefig(os.path.join(args.out, "map_vs_bits.png"), dpi=110, bbox_inches="tight")
         ax = plot_precision_recall(curves)
         ax.set_title(f"{args.dataset}, {max(args.bits)} bits")
         ax.figure.savefig(os.path.join(args.out, "precision_recall.png"), dpi=110, bbox_inches="tight")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,41 @@ def test_retrieval_benchmark_digits_with_variants(tmp_path):
     assert rows["ITQ"]["seeds"] == "1" and rows["m4"]["seeds"] == "2"
     assert all(0.1 < float(r["map_at_k"]) <= 1.0 for r in rows.values())
     assert "| oneway |" in (tmp_path / "results.md").read_text()
+    with open(tmp_path / "runs.csv") as f:
+        runs = list(csv.DictReader(f))
+    assert [r["seed"] for r in runs if r["method"] == "m4"] == ["0", "1"]
+
+
+def test_merge_runs_pools_seeds_of_separate_processes(tmp_path):
+    """Two processes, one seed each, merge to the table one process with two seeds gives."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    bench = ROOT / "benchmarks"
+    common = ["digits", "--bits", "16", "--seeds", "1", "--epochs", "1", "--methods", "ITQ", "plain NCE"]
+    for seed in (0, 1):
+        cmd = [sys.executable, str(bench / "retrieval.py"), *common, "--first-seed", str(seed),
+               "--out", str(tmp_path / f"s{seed}")]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+    runs = [str(tmp_path / f"s{seed}" / "runs.csv") for seed in (0, 1)]
+    result = subprocess.run([sys.executable, str(bench / "merge_runs.py"), *runs, "--out", str(tmp_path / "m")],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {}
+    for seed in (0, 1):
+        with open(tmp_path / f"s{seed}" / "results.csv") as f:
+            for r in csv.DictReader(f):
+                rows.setdefault(r["method"], []).append(float(r["map_at_k"]))
+    with open(tmp_path / "m" / "results.csv") as f:
+        merged = {r["method"]: r for r in csv.DictReader(f)}
+    assert set(merged) == {"ITQ", "plain NCE"}
+    for method, values in rows.items():
+        assert merged[method]["seeds"] == "2"
+        assert float(merged[method]["map_at_k"]) == pytest.approx(np.mean(values))
+        assert float(merged[method]["map_at_k_std"]) == pytest.approx(np.std(values))
+    # The same seed merged twice is an error, not a double count.
+    result = subprocess.run([sys.executable, str(bench / "merge_runs.py"), runs[0], runs[0],
+                             "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode != 0 and "appears twice" in result.stderr
 
 
 def test_retrieval_benchmark_rejects_views_variant_without_views(tmp_path):
