@@ -183,12 +183,24 @@ def test_non_finite_loss_stops_with_clear_error(digits):
         (dict(feature_dropout=1.0), "feature_dropout"),
         (dict(sorted_weight=0.0, code_nce_weight=0.0), "nothing to train"),
         (dict(hidden_sizes=(0,)), "hidden_sizes"),
+        (dict(n_positives="many"), "n_positives must be 'auto' or an integer"),
+        (dict(n_positives=0), "n_positives"),
     ],
 )
 def test_invalid_parameters(digits, params, match):
     X, _ = digits
     with pytest.raises(ValueError, match=match):
         small_nsh(**params).fit(X[:100])
+
+
+def test_n_positives_auto_follows_the_code_length(digits):
+    X, _ = digits
+    for n_bits, m in [(16, 4), (31, 4), (32, 8), (64, 8)]:
+        model = small_nsh(n_bits=n_bits, n_positives="auto", max_epochs=1).fit(X[:64])
+        assert model.net_.criterion_.n_positives == m
+        assert model.n_positives == "auto"  # the parameter is kept as given
+    with pytest.raises(ValueError, match=r"n_positives=4 \(from 'auto'\)"):
+        small_nsh(n_bits=16, n_positives="auto").fit(X[:4])
 
 
 def test_input_errors(digits):
