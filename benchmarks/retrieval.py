@@ -228,6 +228,8 @@ def write_tables(runs, out):
     rows = summarize(runs)
     floats = [r for r in rows if r["method"] == FLOAT]
     rows = [r for r in rows if r["method"] != FLOAT]
+    if not rows:
+        return
     dataset, device, k = runs[-1]["dataset"], runs[-1]["device"], int(runs[-1]["k"])
     bits = sorted({r["bits"] for r in rows})
     names = list(dict.fromkeys(r["method"] for r in rows))
