@@ -11,6 +11,7 @@ Run: ``python benchmarks/merge_runs.py RUN_DIR/*/runs.csv --out benchmarks/resul
 
 import argparse
 import os
+from pathlib import Path
 
 from retrieval import FLOAT, read_runs, summarize, write_runs, write_tables
 
@@ -39,7 +40,7 @@ def main():
     for row in summarize(runs):
         print(f"{int(row['bits']):>3} bits {row['method']:<24} mAP@k {row['map_at_k']:.4f} ± "
               f"{row['map_at_k_std']:.4f}  mAP {row['map']:.4f}  seeds {row['seeds']}  fit {row['fit_s']:.1f} s")
-    print(open(os.path.join(args.out, "results.md")).read())
+    print(Path(args.out, "results.md").read_text())
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Prints, in one run on the same machine:
 1. the time of one NSH training step (two views, encoder forward and backward, sorter,
-   SortedNCE, Adam) for each sorter at batch sizes 64 and 256, against a plain NCE step
+   SortedNCE, Adam) for each sorter at batch sizes 64, 128 and 256, against a plain NCE step
    (no sorting, one positive) on the same encoder, and their ratio;
 2. the time of one epoch through skorch (the net NSHTransformer builds) against a
    hand-written PyTorch loop doing the same work, and their ratio;
@@ -120,6 +120,26 @@ def main():
             label = sorter + (" (CPU)" if cpu_sort else "")
             print(f"{batch:>6} | {1e3 * base:12.2f} | {label:>15} | {1e3 * t:8.2f} | {t / base:5.2f}x", flush=True)
 
+    if not args.skip_epoch:
+        print("\n2. one epoch, skorch (NSHTransformer's net) vs a bare PyTorch loop")
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((8192, args.n_features)).astype(np.float32)
+        for batch in (64, 256):
+            model = NSHTransformer(n_bits=args.n_bits, batch_size=batch, max_epochs=1, random_state=0,
+                                   device=device, sorted_weight=1.0, code_nce_weight=0.0).fit(X[:batch * 2])
+            skorch_times, bare_times = [], []
+            for _ in range(3):
+                start = time.perf_counter()
+                model.net_.partial_fit(X, epochs=1)
+                synchronize(device)
+                skorch_times.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                bare_epoch(model, X, batch)
+                synchronize(device)
+                bare_times.append(time.perf_counter() - start)
+            s, b = min(skorch_times), min(bare_times)
+            print(f"batch {batch:>4}: skorch {s:6.2f} s, bare loop {b:6.2f} s, ratio {s / b:5.2f}x")
+
     if args.fit_epochs:
         print(f"\n3. fit, 10000 x {args.n_features}, {args.fit_epochs} epochs, {args.n_bits} bits, defaults")
         X = np.random.default_rng(0).standard_normal((10000, args.n_features)).astype(np.float32)
@@ -136,27 +156,6 @@ def main():
                 t = time.perf_counter() - start
             base = base or t
             print(f"{label:>26}: {t:7.1f} s  ({t / base:4.2f}x plain)", flush=True)
-    if args.skip_epoch:
-        return
-
-    print("\n2. one epoch, skorch (NSHTransformer's net) vs a bare PyTorch loop")
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((8192, args.n_features)).astype(np.float32)
-    for batch in (64, 256):
-        model = NSHTransformer(n_bits=args.n_bits, batch_size=batch, max_epochs=1, random_state=0, device=device,
-                               sorted_weight=1.0, code_nce_weight=0.0).fit(X[:batch * 2])
-        skorch_times, bare_times = [], []
-        for _ in range(3):
-            start = time.perf_counter()
-            model.net_.partial_fit(X, epochs=1)
-            synchronize(device)
-            skorch_times.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            bare_epoch(model, X, batch)
-            synchronize(device)
-            bare_times.append(time.perf_counter() - start)
-        s, b = min(skorch_times), min(bare_times)
-        print(f"batch {batch:>4}: skorch {s:6.2f} s, bare loop {b:6.2f} s, ratio {s / b:5.2f}x")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
-from .nsh import _resolve_device
+from ._device import resolve_device
 
 __all__ = ["EfficientNetLite0Features", "MiniLMFeatures", "random_image_views"]
 
@@ -121,7 +121,7 @@ class EfficientNetLite0Features(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """Features of ``X`` (uint8 images, (n, H, W, 3))."""
         X = self._check(X)
-        device = torch.device(_resolve_device(self.device))
+        device = torch.device(resolve_device(self.device))
         net = self._model(device)
         generator = torch.Generator().manual_seed(int(check_random_state(self.random_state).randint(2**31)))
         views = max(self.n_views, 1)

@@ -2,6 +2,7 @@
 
 import copy
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -9,8 +10,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-import warnings
-
+from ._device import resolve_device
 from ._skorch import EpochProgressBar, NSHNet, StopOnNonFiniteLoss
 from ._versions import VersionedMixin
 from .bits import n_bytes_for
@@ -20,12 +20,6 @@ __all__ = ["NSHTransformer"]
 
 # Rows encoded per forward pass in transform: bounds memory whatever the input size.
 _ENCODE_BATCH = 4096
-
-
-def _resolve_device(device):
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -208,9 +202,10 @@ class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, Transforme
                 raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
 
         positive_int("n_bits")
-        if not (isinstance(self.n_positives, str) and self.n_positives == "auto"):
-            if isinstance(self.n_positives, str):
+        if isinstance(self.n_positives, str):
+            if self.n_positives != "auto":
                 raise ValueError(f"n_positives must be 'auto' or an integer >= 1, got {self.n_positives!r}")
+        else:
             positive_int("n_positives")
         positive_int("batch_size", minimum=2)
         positive_int("max_epochs")
@@ -303,7 +298,7 @@ class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, Transforme
         if not X.flags.writeable:
             X = X.copy()  # torch cannot wrap a read-only array without copying anyway
 
-        device = _resolve_device(self.device)
+        device = resolve_device(self.device)
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         devices = [torch.cuda.current_device()] if torch.device(device).type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
