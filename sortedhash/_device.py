@@ -4,7 +4,15 @@ import torch
 
 
 def resolve_device(device):
-    """``"auto"`` -> ``"cuda"`` when CUDA is available, else ``"cpu"``; anything else as given."""
+    """``"auto"`` -> ``"cuda"`` when CUDA is available, else ``"cpu"``; a valid torch device as given.
+
+    Raises ValueError naming the ``device`` parameter for anything torch would not accept
+    (e.g. ``"gpu"``), rather than letting torch fail later inside a forward pass.
+    """
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto' or a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
     return device

@@ -228,8 +228,7 @@ class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, Transforme
         if not (isinstance(sizes, (tuple, list)) and all(
                 isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in sizes)):
             raise ValueError(f"hidden_sizes must be a tuple of positive integers, got {sizes!r}")
-        if not (self.device == "auto" or isinstance(self.device, (str, torch.device))):
-            raise ValueError(f"device must be 'auto' or a torch device, got {self.device!r}")
+        resolve_device(self.device)  # raises for a device torch would not accept
 
     def _resolve_n_positives(self):
         if isinstance(self.n_positives, str):  # "auto", checked in _check_params

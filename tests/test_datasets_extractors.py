@@ -48,3 +48,5 @@ def test_image_features_and_views():
         ext.transform(images.astype(np.float32))
     explicit = EfficientNetLite0Features(image_size=64, batch_size=2, device="cpu").transform(images)
     np.testing.assert_allclose(explicit, features, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="device must be 'auto' or a torch device"):
+        EfficientNetLite0Features(image_size=64, device="gpu").transform(images)

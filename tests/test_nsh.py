@@ -185,6 +185,8 @@ def test_non_finite_loss_stops_with_clear_error(digits):
         (dict(hidden_sizes=(0,)), "hidden_sizes"),
         (dict(n_positives="many"), "n_positives must be 'auto' or an integer"),
         (dict(n_positives=0), "n_positives"),
+        (dict(device="gpu"), "device must be 'auto' or a torch device"),
+        (dict(device=3.5), "device must be 'auto' or a torch device"),
     ],
 )
 def test_invalid_parameters(digits, params, match):
