@@ -163,16 +163,39 @@ class PositivesSchedule(Callback):
         net.criterion_.n_positives = max(1, round(self.start + frac * (self.end - self.start)))
 
 
+class SortedWarmup(Callback):
+    """SortedNCE off until epoch ``start``, then its weight ramps linearly to full at ``end``.
+
+    The sort of the first epochs' near-random codes is noise; this lets NT-Xent shape the codes
+    before the sorted term starts to use them (and skips the sort while its weight is 0).
+    """
+
+    def __init__(self, start, end):
+        if not 0 <= start <= end:
+            raise ValueError(f"sorted_warmup={start}-{end}: need 0 <= start <= end")
+        self.start, self.end = start, end
+
+    def on_train_begin(self, net, **kwargs):
+        self.weight_ = net.criterion_.sorted_weight
+
+    def on_epoch_begin(self, net, **kwargs):
+        t = len(net.history) - 1
+        frac = 1.0 if t >= self.end else max(0.0, (t - self.start + 1) / (self.end - self.start + 1))
+        net.criterion_.sorted_weight = self.weight_ * frac
+
+
 def variant(params, epochs):
     """A maker of NSHTransformers with ``params`` over the defaults.
 
     ``views=1`` trains on the cached image views; ``m_schedule=A-B`` moves ``n_positives``
-    from A to B over training; ``criterion__NAME=V`` sets an attribute of the loss
+    from A to B over training; ``sorted_warmup=A-B`` turns SortedNCE on at epoch A and ramps
+    it to full weight by epoch B; ``criterion__NAME=V`` sets an attribute of the loss
     (:class:`sortedhash.nn.NSHLoss`, e.g. ``criterion__symmetric=0``).
     """
     params = dict(params)
     on_views = bool(params.pop("views", 0))
     schedule = params.pop("m_schedule", None)
+    warmup = params.pop("sorted_warmup", None)
     criterion = {k.split("__", 1)[1]: params.pop(k) for k in list(params) if k.startswith("criterion__")}
     params.setdefault("max_epochs", epochs)
 
@@ -181,6 +204,9 @@ def variant(params, epochs):
         if schedule:
             start, end = (int(v) for v in str(schedule).split("-"))
             callbacks.append(PositivesSchedule(start, end))
+        if warmup:
+            start, end = (int(v) for v in str(warmup).split("-"))
+            callbacks.append(SortedWarmup(start, end))
         return NSHTransformer(n_bits=bits, random_state=seed, callbacks=callbacks or None, **params)
 
     make.views = on_views

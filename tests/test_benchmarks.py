@@ -104,3 +104,21 @@ def test_variant_parsing_schedule_and_criterion_attributes():
         schedule.on_epoch_begin(net)
         seen.append(net.criterion_.n_positives)
     assert seen == [2, 4, 6, 8]
+
+
+def test_sorted_warmup_turns_the_sorted_term_on_then_ramps_it():
+    from types import SimpleNamespace
+
+    retrieval = _load_retrieval()
+    make = retrieval.variant({"sorted_warmup": "2-4", "sorted_weight": 0.4}, epochs=6)
+    (warmup,) = make(16, 0).callbacks
+    net = SimpleNamespace(criterion_=SimpleNamespace(sorted_weight=0.4), history=[])
+    warmup.on_train_begin(net)
+    seen = []
+    for _ in range(6):
+        net.history.append({})
+        warmup.on_epoch_begin(net)
+        seen.append(round(net.criterion_.sorted_weight, 6))
+    assert seen == [0.0, 0.0, round(0.4 / 3, 6), round(0.8 / 3, 6), 0.4, 0.4]
+    with pytest.raises(ValueError, match="sorted_warmup"):
+        retrieval.SortedWarmup(5, 2)
