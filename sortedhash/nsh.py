@@ -57,7 +57,8 @@ class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, Transforme
         smaller is closer to a hard sort.
     regularization_strength : float, default=1.0
         torchsort's l2 regularisation of the soft sort (``sorter="torchsort"`` only);
-        smaller is harder.
+        smaller is harder. Up to 1.0 its sorted values equal the hard sort (similarities lie
+        in [0, 1]); gaps of one Hamming step are smoothed from about ``n_bits`` on.
     sorted_weight : float, default=0.1
         Weight of SortedNCE.
     code_nce_weight : float, default=1.0

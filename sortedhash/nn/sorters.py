@@ -71,9 +71,12 @@ class TorchsortSorter:
     temperature : float, default=1.0
         Kernel temperature in Hamming steps, as for :class:`SoftSort`.
     regularization_strength : float, default=1.0
-        torchsort's ``regularization_strength`` (l2). Smaller is harder; with similarities on
-        [0, 1], values of order ``1 / (batch_size * step)`` and above pull tied and
-        neighbouring levels together.
+        torchsort's ``regularization_strength`` (l2); smaller is harder. torchsort pulls two
+        neighbouring sorted values together only where their gap exceeds about
+        ``1 / regularization_strength``; similarities lie in [0, 1], so at 1.0 and below the
+        anchors are exactly the hard-sorted similarities (and only the gradient's assignment
+        of tied positions differs from :class:`SoftSort`). Gaps of one Hamming step
+        (``1 / n_bits``) start to be pulled from about ``n_bits``.
     """
 
     _warned_cpu_fallback = False

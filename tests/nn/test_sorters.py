@@ -77,3 +77,18 @@ def test_nosort_with_one_positive_is_infonce():
     torch.testing.assert_close(loss, F.cross_entropy(C / 0.3, torch.arange(10)))
     P = NoSort().soft_permutation(scores)
     torch.testing.assert_close(torch.einsum("ikj,ij->ik", P, C), NoSort()(scores, C))
+
+
+def test_torchsort_anchors_are_the_hard_sort_up_to_unit_strength_and_smooth_above_n_bits():
+    # Similarities live in [0, 1]: torchsort's l2 soft sort moves a sorted value only where
+    # its gap to a neighbour exceeds about 1 / regularization_strength.
+    pytest.importorskip("torchsort")
+    n_bits = 16
+    scores = _scores(n=64, n_bits=n_bits, seed=3)
+    hard = torch.sort(scores, dim=1, descending=True).values
+    for strength in (0.1, 1.0):
+        anchors = TorchsortSorter(n_bits, regularization_strength=strength).soft_sorted(scores)
+        torch.testing.assert_close(anchors, hard)
+    smooth = TorchsortSorter(n_bits, regularization_strength=4.0 * n_bits).soft_sorted(scores)
+    assert (smooth - hard).abs().max() > 0.5 / n_bits
+    torch.testing.assert_close(smooth.sum(1), hard.sum(1))  # a soft sort keeps each row's sum
