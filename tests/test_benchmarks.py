@@ -122,3 +122,34 @@ def test_sorted_warmup_turns_the_sorted_term_on_then_ramps_it():
     assert seen == [0.0, 0.0, round(0.4 / 3, 6), round(0.8 / 3, 6), 0.4, 0.4]
     with pytest.raises(ValueError, match="sorted_warmup"):
         retrieval.SortedWarmup(5, 2)
+
+
+@pytest.mark.parametrize("sorter", ["softsort", "torchsort"])
+def test_split_ties_changes_only_the_split_within_tie_groups(sorter):
+    import torch
+
+    from sortedhash.nn import make_sorter
+    from sortedhash.nn.losses import hamming_similarity
+
+    if sorter == "torchsort":
+        pytest.importorskip("torchsort")
+    retrieval = _load_retrieval()
+    g = torch.Generator().manual_seed(0)
+    n, n_bits = 24, 8
+    codes_a = torch.randint(0, 2, (n, n_bits), generator=g).double() * 2 - 1
+    codes_b = torch.randint(0, 2, (n, n_bits), generator=g).double() * 2 - 1
+    values = torch.randn(n, n, generator=g, dtype=torch.float64)
+    upstream = torch.randn(n, n, generator=g, dtype=torch.float64)
+    base = make_sorter(sorter, n_bits)
+    grads, outs = [], []
+    for wrapped in (base, retrieval.SplitTies(base)):
+        scores = hamming_similarity(codes_a, codes_b).requires_grad_()
+        out = wrapped(scores, values)
+        (out * upstream).sum().backward()
+        grads.append(scores.grad)
+        outs.append(out.detach())
+    torch.testing.assert_close(outs[0], outs[1])
+    levels = torch.round(hamming_similarity(codes_a, codes_b) * n_bits).long()
+    group_sum = lambda grad: torch.zeros(n, n_bits + 1, dtype=grad.dtype).scatter_add_(1, levels, grad)  # noqa: E731
+    torch.testing.assert_close(group_sum(grads[0]), group_sum(grads[1]))
+    assert not torch.allclose(grads[0], grads[1])  # the split inside tie groups did change
