@@ -92,3 +92,25 @@ def test_torchsort_anchors_are_the_hard_sort_up_to_unit_strength_and_smooth_abov
     smooth = TorchsortSorter(n_bits, regularization_strength=4.0 * n_bits).soft_sorted(scores)
     assert (smooth - hard).abs().max() > 0.5 / n_bits
     torch.testing.assert_close(smooth.sum(1), hard.sum(1))  # a soft sort keeps each row's sum
+
+
+def test_softsort_and_torchsort_differ_only_in_how_ties_split_the_gradient():
+    # At regularization_strength=1 both anchor the kernel at the hard-sorted similarities.
+    pytest.importorskip("torchsort")
+    n, n_bits = 48, 8
+    g = torch.Generator().manual_seed(5)
+    codes_a = torch.randint(0, 2, (n, n_bits), generator=g).double() * 2 - 1
+    codes_b = torch.randint(0, 2, (n, n_bits), generator=g).double() * 2 - 1
+    values = torch.randn(n, n, generator=g, dtype=torch.float64)
+    upstream = torch.randn(n, n, generator=g, dtype=torch.float64)
+    outs, grads = [], []
+    for sorter in (SoftSort(n_bits), TorchsortSorter(n_bits)):
+        scores = hamming_similarity(codes_a, codes_b).requires_grad_()
+        out = sorter(scores, values)
+        (out * upstream).sum().backward()
+        outs.append(out.detach())
+        grads.append(scores.grad)
+    torch.testing.assert_close(outs[0], outs[1])
+    levels = torch.round(hamming_similarity(codes_a, codes_b) * n_bits).long()
+    group_sums = [torch.zeros(n, n_bits + 1, dtype=torch.float64).scatter_add_(1, levels, gr) for gr in grads]
+    torch.testing.assert_close(group_sums[0], group_sums[1])
