@@ -220,9 +220,17 @@ class SplitTies:
 
 
 class SplitTiesCallback(Callback):
+    """Wrap the initialised criterion's sorter in :class:`SplitTies` (once)."""
+
     def on_train_begin(self, net, **kwargs):
         if not isinstance(net.criterion_.sorter, SplitTies):
             net.criterion_.sorter = SplitTies(net.criterion_.sorter)
+
+
+def _bounds(text):
+    """``"A-B"`` -> ``(A, B)``, the two integers of an ``m_schedule`` or ``sorted_warmup``."""
+    start, end = (int(v) for v in str(text).split("-"))
+    return start, end
 
 
 def variant(params, epochs):
@@ -245,11 +253,9 @@ def variant(params, epochs):
     def make(bits, seed):
         callbacks = [SetCriterion(**criterion)] if criterion else []
         if schedule:
-            start, end = (int(v) for v in str(schedule).split("-"))
-            callbacks.append(PositivesSchedule(start, end))
+            callbacks.append(PositivesSchedule(*_bounds(schedule)))
         if warmup:
-            start, end = (int(v) for v in str(warmup).split("-"))
-            callbacks.append(SortedWarmup(start, end))
+            callbacks.append(SortedWarmup(*_bounds(warmup)))
         if split_ties:
             callbacks.append(SplitTiesCallback())
         return NSHTransformer(n_bits=bits, random_state=seed, callbacks=callbacks or None, **params)
