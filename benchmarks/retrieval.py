@@ -184,49 +184,6 @@ class SortedWarmup(Callback):
         net.criterion_.sorted_weight = self.weight_ * frac
 
 
-class _TieMeanGrad(torch.autograd.Function):
-    """Identity forward; backward replaces each position's gradient by its tie group's mean."""
-
-    @staticmethod
-    def forward(ctx, c_sorted, levels):
-        ctx.save_for_backward(levels)
-        return c_sorted.view_as(c_sorted)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (levels,) = ctx.saved_tensors
-        n_groups = int(levels.max()) + 1
-        sums = grad.new_zeros(grad.shape[0], n_groups).scatter_add_(1, levels, grad)
-        counts = grad.new_zeros(grad.shape[0], n_groups).scatter_add_(1, levels, torch.ones_like(grad))
-        return (sums / counts.clamp_min(1)).gather(1, levels), None
-
-
-class SplitTies:
-    """Wrap a sorter so that tied candidates share their positions' gradient evenly.
-
-    Sorted positions holding the same Hamming similarity have equal outputs, so the loss and
-    the gradient summed over each tie group do not change; only the split inside the group
-    does (SoftSort splits by index, torchsort by its own sort order).
-    """
-
-    def __init__(self, sorter):
-        self.sorter = sorter
-
-    def __call__(self, scores, values):
-        c_sorted = self.sorter(scores, values)
-        sorted_scores = torch.sort(scores.detach(), dim=1, descending=True).values
-        levels = torch.round(sorted_scores * self.sorter.n_bits).long()
-        return _TieMeanGrad.apply(c_sorted, levels)
-
-
-class SplitTiesCallback(Callback):
-    """Wrap the initialised criterion's sorter in :class:`SplitTies` (once)."""
-
-    def on_train_begin(self, net, **kwargs):
-        if not isinstance(net.criterion_.sorter, SplitTies):
-            net.criterion_.sorter = SplitTies(net.criterion_.sorter)
-
-
 def _bounds(text):
     """``"A-B"`` -> ``(A, B)``, the two integers of an ``m_schedule`` or ``sorted_warmup``."""
     start, end = (int(v) for v in str(text).split("-"))
@@ -238,15 +195,13 @@ def variant(params, epochs):
 
     ``views=1`` trains on the cached image views; ``m_schedule=A-B`` moves ``n_positives``
     from A to B over training; ``sorted_warmup=A-B`` turns SortedNCE on at epoch A and ramps
-    it to full weight by epoch B; ``split_ties=1`` splits the sorter's gradient evenly over
-    tied candidates (:class:`SplitTies`); ``criterion__NAME=V`` sets an attribute of the loss
+    it to full weight by epoch B; ``criterion__NAME=V`` sets an attribute of the loss
     (:class:`sortedhash.nn.NSHLoss`, e.g. ``criterion__symmetric=0``).
     """
     params = dict(params)
     on_views = bool(params.pop("views", 0))
     schedule = params.pop("m_schedule", None)
     warmup = params.pop("sorted_warmup", None)
-    split_ties = bool(params.pop("split_ties", 0))
     criterion = {k.split("__", 1)[1]: params.pop(k) for k in list(params) if k.startswith("criterion__")}
     params.setdefault("max_epochs", epochs)
 
@@ -256,8 +211,6 @@ def variant(params, epochs):
             callbacks.append(PositivesSchedule(*_bounds(schedule)))
         if warmup:
             callbacks.append(SortedWarmup(*_bounds(warmup)))
-        if split_ties:
-            callbacks.append(SplitTiesCallback())
         return NSHTransformer(n_bits=bits, random_state=seed, callbacks=callbacks or None, **params)
 
     make.views = on_views

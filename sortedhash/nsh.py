@@ -44,7 +44,10 @@ class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, Transforme
     sorter : {"torchsort", "softsort", "none"}, default="torchsort"
         Differentiable sorter: torchsort's soft sort anchoring a SoftSort kernel, pure
         PyTorch SoftSort, or no sorting (the anchor's other view first: with
-        ``n_positives=1`` SortedNCE is then plain InfoNCE, the ablation).
+        ``n_positives=1`` SortedNCE is then plain InfoNCE, the ablation). Both sorters give
+        candidates tied in Hamming distance the mean gradient of their sorted positions, so
+        training depends on no tie order; at ``regularization_strength`` up to 1.0 they
+        then compute the same loss and gradient, and softsort is the cheaper.
     n_positives : int or "auto", default="auto"
         ``m``: leading sorted positions treated as positives by SortedNCE. "auto" is 4 below
         32 bits and 8 from 32 bits on: short codes take few Hamming values (17 at 16 bits),

@@ -6,6 +6,14 @@ Hamming grid ``q / n_bits``) and the latent similarities ``C`` and returns ``c_s
 similar first. Each sorter can also return its dense soft permutation (``n x n`` a row)
 for inspection and tests; training never builds it (see :mod:`sortedhash.nn.gather`).
 
+Candidates with equal Hamming similarity (ties, the common case with short codes) hold
+interchangeable sorted positions: the loss does not depend on which tied candidate takes
+which position, but the gradient that reaches each one through its position does. By
+default (``split_ties=True``) the sorters give every tied candidate the mean gradient of
+its group's positions, so the gradient depends on no tie order (a sort's own order is
+arbitrary: index order for a stable sort, anything for torchsort); the loss and the
+gradient summed over each group are unchanged.
+
 - :class:`SoftSort` (Prillo & Eisenschlos, 2020): anchors are the hard-sorted similarities.
 - :class:`TorchsortSorter`: anchors are torchsort's soft-sorted similarities
   (Blondel et al., 2020), which also pass gradients to the scores.
@@ -17,14 +25,52 @@ import warnings
 
 import torch
 
-from .gather import anchored_soft_gather, grid_soft_gather
+from .gather import anchored_soft_gather, grid_soft_gather, levels_of
 
-__all__ = ["SoftSort", "TorchsortSorter", "NoSort", "make_sorter"]
+__all__ = ["SoftSort", "TorchsortSorter", "NoSort", "make_sorter", "split_tie_gradient"]
 
 
 def _hard_order(scores):
     """Column order of each row, most similar first, ties broken by lower index."""
     return torch.sort(scores.detach(), dim=1, descending=True, stable=True).indices
+
+
+class _EvenTieGradient(torch.autograd.Function):
+    """Identity forward; backward gives each sorted position its tie group's mean gradient."""
+
+    @staticmethod
+    def forward(ctx, c_sorted, sorted_levels, n_levels):
+        ctx.save_for_backward(sorted_levels)
+        ctx.n_levels = n_levels
+        return c_sorted.view_as(c_sorted)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (levels,) = ctx.saved_tensors
+        shape = (grad.shape[0], ctx.n_levels)
+        sums = grad.new_zeros(shape).scatter_add_(1, levels, grad)
+        counts = grad.new_zeros(shape).scatter_add_(1, levels, torch.ones_like(grad))
+        return (sums / counts.clamp_min(1)).gather(1, levels), None, None
+
+
+def split_tie_gradient(c_sorted, sorted_levels, n_levels):
+    """Share the gradient of tied sorted positions evenly among them.
+
+    Parameters
+    ----------
+    c_sorted : Tensor of shape (n, K)
+        Sorted outputs; positions of one tie group hold equal values.
+    sorted_levels : LongTensor of shape (n, K)
+        Hamming level (``q`` of ``q / n_bits``) of each sorted position.
+    n_levels : int
+        Number of levels (``n_bits + 1``).
+
+    Returns
+    -------
+    Tensor
+        ``c_sorted`` unchanged; in backward each position gets its group's mean gradient.
+    """
+    return _EvenTieGradient.apply(c_sorted, sorted_levels, int(n_levels))
 
 
 def _kernel_permutation(anchors, scores, tau):
@@ -42,11 +88,15 @@ class SoftSort:
     temperature : float, default=1.0
         Kernel temperature in Hamming steps (``tau_s = temperature / n_bits``);
         ``temperature -> 0`` gives the hard permutation.
+    split_ties : bool, default=True
+        Give tied candidates the mean gradient of their positions (see the module's
+        docstring); False keeps the stable sort's assignment (ties in index order).
     """
 
-    def __init__(self, n_bits, temperature=1.0):
+    def __init__(self, n_bits, temperature=1.0, split_ties=True):
         self.n_bits = int(n_bits)
         self.temperature = float(temperature)
+        self.split_ties = bool(split_ties)
 
     @property
     def tau(self):
@@ -57,8 +107,13 @@ class SoftSort:
         return _kernel_permutation(anchors, scores, self.tau)
 
     def __call__(self, scores, values):
-        c_by_sample = grid_soft_gather(scores, values, n_levels=self.n_bits + 1, temperature=self.tau)
-        return c_by_sample.gather(1, _hard_order(scores))
+        n_levels = self.n_bits + 1
+        c_by_sample = grid_soft_gather(scores, values, n_levels=n_levels, temperature=self.tau)
+        order = _hard_order(scores)
+        c_sorted = c_by_sample.gather(1, order)
+        if self.split_ties:
+            c_sorted = split_tie_gradient(c_sorted, levels_of(scores, n_levels).gather(1, order), n_levels)
+        return c_sorted
 
 
 class TorchsortSorter:
@@ -75,16 +130,21 @@ class TorchsortSorter:
         neighbouring sorted values together only where their gap exceeds about
         ``1 / regularization_strength``; similarities lie in [0, 1], so at 1.0 and below the
         anchors are exactly the hard-sorted similarities (and only the gradient's assignment
-        of tied positions differs from :class:`SoftSort`). Gaps of one Hamming step
-        (``1 / n_bits``) start to be pulled from about ``n_bits``.
+        of tied positions could differ from :class:`SoftSort`, and ``split_ties`` makes it
+        the same). Gaps of one Hamming step (``1 / n_bits``) start to be pulled from about
+        ``n_bits``.
+    split_ties : bool, default=True
+        Give tied candidates the mean gradient of their positions (see the module's
+        docstring); False keeps torchsort's own assignment of tied positions.
     """
 
     _warned_cpu_fallback = False
 
-    def __init__(self, n_bits, temperature=1.0, regularization_strength=1.0):
+    def __init__(self, n_bits, temperature=1.0, regularization_strength=1.0, split_ties=True):
         self.n_bits = int(n_bits)
         self.temperature = float(temperature)
         self.regularization_strength = float(regularization_strength)
+        self.split_ties = bool(split_ties)
 
     @property
     def tau(self):
@@ -117,8 +177,13 @@ class TorchsortSorter:
         return _kernel_permutation(self.soft_sorted(scores), scores, self.tau)
 
     def __call__(self, scores, values):
+        n_levels = self.n_bits + 1
         anchors = self.soft_sorted(scores)
-        return anchored_soft_gather(anchors, scores, values, n_levels=self.n_bits + 1, temperature=self.tau)
+        c_sorted = anchored_soft_gather(anchors, scores, values, n_levels=n_levels, temperature=self.tau)
+        if self.split_ties:
+            sorted_levels = torch.sort(levels_of(scores, n_levels), dim=1, descending=True).values
+            c_sorted = split_tie_gradient(c_sorted, sorted_levels, n_levels)
+        return c_sorted
 
 
 class NoSort:
