@@ -141,8 +141,6 @@ def test_tie_split_changes_only_how_tied_candidates_share_the_gradient():
 def test_even_tie_split_equals_dense_autograd_fed_the_group_mean_gradient(name):
     # Tied positions hold equal values, so a dense soft permutation fed the same upstream
     # gradient at every tied position assigns it in no particular order: the reference.
-    if name == "torchsort":
-        pytest.importorskip("torchsort")
     n_bits = 8
     scores, values, upstream = _tied_problem(n_bits=n_bits, seed=7)
     sorter = SORTERS[name](n_bits, 1.0)
@@ -162,8 +160,6 @@ def test_even_tie_split_equals_dense_autograd_fed_the_group_mean_gradient(name):
 
 @pytest.mark.parametrize("name", SORTERS)
 def test_gradient_does_not_depend_on_the_order_of_candidates(name):
-    if name == "torchsort":
-        pytest.importorskip("torchsort")
     n_bits = 8
     scores, values, upstream = _tied_problem(n_bits=n_bits, seed=11)
     perm = torch.randperm(scores.shape[1], generator=torch.Generator().manual_seed(0))
