@@ -73,10 +73,10 @@ def test_retrieval_benchmark_rejects_views_variant_without_views(tmp_path):
     assert result.returncode != 0 and "pass --views" in result.stderr
 
 
-def _load_retrieval():
+def _load_benchmark(name="retrieval"):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("retrieval", ROOT / "benchmarks" / "retrieval.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -85,7 +85,7 @@ def _load_retrieval():
 def test_variant_parsing_schedule_and_criterion_attributes():
     from types import SimpleNamespace
 
-    retrieval = _load_retrieval()
+    retrieval = _load_benchmark()
     params = retrieval.parse_params("n_positives=4,noise_std=0.3,sorter=softsort,encoder=none")
     assert params == {"n_positives": 4, "noise_std": 0.3, "sorter": "softsort", "encoder": None}
 
@@ -109,7 +109,7 @@ def test_variant_parsing_schedule_and_criterion_attributes():
 def test_sorted_warmup_turns_the_sorted_term_on_then_ramps_it():
     from types import SimpleNamespace
 
-    retrieval = _load_retrieval()
+    retrieval = _load_benchmark()
     make = retrieval.variant({"sorted_warmup": "2-4", "sorted_weight": 0.4}, epochs=6)
     (warmup,) = make(16, 0).callbacks
     net = SimpleNamespace(criterion_=SimpleNamespace(sorted_weight=0.4), history=[])
@@ -122,3 +122,26 @@ def test_sorted_warmup_turns_the_sorted_term_on_then_ramps_it():
     assert seen == [0.0, 0.0, round(0.4 / 3, 6), round(0.8 / 3, 6), 0.4, 0.4]
     with pytest.raises(ValueError, match="sorted_warmup"):
         retrieval.SortedWarmup(5, 2)
+
+
+def test_teacher_target_try_sorts_by_the_clean_input_features():
+    import torch
+    import torch.nn.functional as F
+
+    import sortedhash.nsh
+    from sortedhash.nn import HashingNetwork
+
+    teacher = _load_benchmark("teacher_target")
+    X = np.random.RandomState(0).randn(64, 6).astype(np.float32)
+    model = teacher.TeacherNSH(n_bits=8, max_epochs=1, batch_size=32, random_state=0).fit(X)
+    assert model.transform(X).shape == (64, 1)
+    net = model.net_
+    x = torch.as_tensor(X[:5])
+    view = net.augment(x)
+    assert view.shape == (5, 12)
+    torch.testing.assert_close(view[:, 6:], x)  # the clean half rides along the augmented one
+    _, codes, z = net.module_(view)
+    torch.testing.assert_close(z, F.normalize(x, dim=1))
+    assert torch.equal(codes > 0, net.module_.encode(view[:, :6]))
+    # The library's own network class is back once the model is built.
+    assert sortedhash.nsh.HashingNetwork is HashingNetwork
