@@ -30,9 +30,9 @@ from .gather import anchored_soft_gather, grid_soft_gather, levels_of
 __all__ = ["SoftSort", "TorchsortSorter", "NoSort", "make_sorter", "split_tie_gradient"]
 
 
-def _hard_order(scores):
-    """Column order of each row, most similar first, ties broken by lower index."""
-    return torch.sort(scores.detach(), dim=1, descending=True, stable=True).indices
+def _hard_sort(scores):
+    """Sorted similarities and column order of each row, most similar first, ties by lower index."""
+    return torch.sort(scores.detach(), dim=1, descending=True, stable=True)
 
 
 class _EvenTieGradient(torch.autograd.Function):
@@ -109,10 +109,10 @@ class SoftSort:
     def __call__(self, scores, values):
         n_levels = self.n_bits + 1
         c_by_sample = grid_soft_gather(scores, values, n_levels=n_levels, temperature=self.tau)
-        order = _hard_order(scores)
-        c_sorted = c_by_sample.gather(1, order)
+        hard = _hard_sort(scores)
+        c_sorted = c_by_sample.gather(1, hard.indices)
         if self.split_ties:
-            c_sorted = split_tie_gradient(c_sorted, levels_of(scores, n_levels).gather(1, order), n_levels)
+            c_sorted = split_tie_gradient(c_sorted, levels_of(hard.values, n_levels), n_levels)
         return c_sorted
 
 
@@ -181,8 +181,7 @@ class TorchsortSorter:
         anchors = self.soft_sorted(scores)
         c_sorted = anchored_soft_gather(anchors, scores, values, n_levels=n_levels, temperature=self.tau)
         if self.split_ties:
-            sorted_levels = torch.sort(levels_of(scores, n_levels), dim=1, descending=True).values
-            c_sorted = split_tie_gradient(c_sorted, sorted_levels, n_levels)
+            c_sorted = split_tie_gradient(c_sorted, levels_of(_hard_sort(scores).values, n_levels), n_levels)
         return c_sorted
 
 
