@@ -104,6 +104,9 @@ def test_variant_parsing_schedule_and_criterion_attributes():
         schedule.on_epoch_begin(net)
         seen.append(net.criterion_.n_positives)
     assert seen == [2, 4, 6, 8]
+    (several_m,) = retrieval.variant({"m_set": "4/8/16"}, epochs=5)(16, 0).callbacks
+    several_m.on_train_begin(net)
+    assert net.criterion_.n_positives == (4, 8, 16)
 
 
 def test_sorted_warmup_turns_the_sorted_term_on_then_ramps_it():
@@ -145,3 +148,35 @@ def test_teacher_target_try_sorts_by_the_clean_input_features():
     assert torch.equal(codes > 0, net.module_.encode(view[:, :6]))
     # The library's own network class is back once the model is built.
     assert sortedhash.nsh.HashingNetwork is HashingNetwork
+
+
+def test_weak_sort_views_try_sorts_the_weak_views_and_contrasts_the_strong_ones():
+    import torch
+
+    import sortedhash.nsh
+    from sortedhash._skorch import NSHNet
+    from sortedhash.nn import code_nt_xent
+
+    weak_sort = _load_benchmark("weak_sort_views")
+    X = np.random.RandomState(0).randn(64, 6).astype(np.float32)
+    weak_sort.WeakSortNSH.m_set = (2, 4)
+    try:
+        model = weak_sort.WeakSortNSH(n_bits=8, max_epochs=1, batch_size=32, random_state=0).fit(X)
+    finally:
+        weak_sort.WeakSortNSH.m_set = None
+    assert model.transform(X).shape == (64, 1)
+    net = model.net_
+    assert isinstance(net, weak_sort.WeakSortNet) and net.criterion_.n_positives == (2, 4)
+    assert sortedhash.nsh.NSHNet is NSHNet  # the library's class is back once the model is built
+
+    x = torch.as_tensor(X[:32])
+    torch.manual_seed(1)
+    loss = net.train_step_single((x, None))["loss"]
+    torch.manual_seed(1)  # the same random views, drawn in the step's order
+    crit, module = net.criterion_, net.module_
+    (_, b_a, _), (_, b_b, _) = (module(v) for v in net._views(x))
+    (_, w_a, z_a), (_, w_b, z_b) = module(net.weak_augment(x)), module(net.weak_augment(x))
+    expected = crit.code_nce_weight * code_nt_xent(b_a, b_b, crit.code_temperature) + crit.sorted_weight * 0.5 * (
+        crit._sorted_term(w_a, z_a, w_b, z_b) + crit._sorted_term(w_b, z_b, w_a, z_a))
+    torch.testing.assert_close(loss, expected)
+    assert net.weak_augment.noise_std == 0.3 and net.weak_augment.dropout == 0.1

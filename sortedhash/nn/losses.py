@@ -23,11 +23,15 @@ def sorted_nce(c_sorted, n_positives, temperature):
     ----------
     c_sorted : Tensor of shape (n, K)
         Similarities between each anchor and its soft-sorted list (``K > n_positives``).
-    n_positives : int
-        ``m``, the number of leading positions treated as positives.
+    n_positives : int or sequence of int
+        ``m``, the number of leading positions treated as positives. Several values give
+        the mean of their losses (the split between positives and negatives then falls at
+        each of them).
     temperature : float
         ``tau``.
     """
+    if not isinstance(n_positives, (int, float)):  # several m: the mean of their SortedNCEs
+        return torch.stack([sorted_nce(c_sorted, m, temperature) for m in n_positives]).mean()
     m = int(n_positives)
     if not 0 < m < c_sorted.shape[1]:
         raise ValueError(f"n_positives={m} must be in [1, {c_sorted.shape[1] - 1}] for lists of {c_sorted.shape[1]}")

@@ -19,6 +19,14 @@ def test_sorted_nce_rejects_bad_m():
         sorted_nce(torch.zeros(2, 4), 4, 0.1)
 
 
+def test_sorted_nce_with_several_m_is_the_mean_over_them():
+    c = torch.randn(5, 9, generator=torch.Generator().manual_seed(0))
+    expected = (sorted_nce(c, 1, 0.3) + sorted_nce(c, 4, 0.3) + sorted_nce(c, 8, 0.3)) / 3
+    assert sorted_nce(c, (1, 4, 8), 0.3).item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="n_positives=9"):
+        sorted_nce(c, (2, 9), 0.3)
+
+
 def test_code_nt_xent_prefers_matching_views():
     torch.manual_seed(0)
     a = torch.randn(16, 32).sign()
