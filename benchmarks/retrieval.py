@@ -298,6 +298,39 @@ def write_tables(runs, out):
     ax.figure.savefig(os.path.join(out, "map_vs_bits.png"), dpi=110, bbox_inches="tight")
 
 
+def try_parser(description, bits):
+    """Arguments shared by the one-model try scripts (``teacher_target.py``, ``weak_sort_views.py``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("dataset", choices=["digits", "newsgroups", "cifar10"])
+    parser.add_argument("--data")
+    parser.add_argument("--cache")
+    parser.add_argument("--bits", type=int, nargs="+", default=bits)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--database-size", type=int, default=50000)
+    parser.add_argument("--train-size", type=int, default=10000)
+    return parser
+
+
+def run_try(args, make_model):
+    """Fit ``make_model(bits, seed)`` on the standardised training features; print its mAP per run."""
+    args.views = 0
+    data = {"digits": digits_data, "newsgroups": newsgroups_data, "cifar10": cifar_data}[args.dataset](args)
+    scaler = StandardScaler().fit(data["train"])
+    train, query, db = (scaler.transform(data[k]).astype(np.float32) for k in ("train", "query", "db"))
+    for bits in args.bits:
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            start = time.perf_counter()
+            model = make_model(bits, seed).fit(train)
+            fit_s = time.perf_counter() - start
+            q, d = model.transform(query), model.transform(db)
+            map_k = mean_average_precision(q, data["query_y"], d, data["db_y"], k=data["k"])
+            full = mean_average_precision(q, data["query_y"], d, data["db_y"])
+            print(f"{bits:>3} bits seed {seed}  mAP@{data['k']} {map_k:.4f}  mAP {full:.4f}  fit {fit_s:.0f} s",
+                  flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=["digits", "newsgroups", "cifar10"])

@@ -9,21 +9,16 @@ the defaults. A try for issue #4, not a library feature (see docs/benchmarks.md)
     python benchmarks/teacher_target.py newsgroups --data PATH --cache DIR --bits 16 32 --seeds 2
 """
 
-import argparse
 import contextlib
 import os
 import sys
-import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.preprocessing import StandardScaler
 
 import sortedhash.nsh
 from sortedhash import NSHTransformer
 from sortedhash._skorch import _Augmentation
-from sortedhash.metrics import mean_average_precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import retrieval  # noqa: E402
@@ -75,32 +70,9 @@ class TeacherNSH(NSHTransformer):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=["digits", "newsgroups", "cifar10"])
-    parser.add_argument("--data")
-    parser.add_argument("--cache")
-    parser.add_argument("--bits", type=int, nargs="+", default=[16, 32])
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--database-size", type=int, default=50000)
-    parser.add_argument("--train-size", type=int, default=10000)
+    parser = retrieval.try_parser(__doc__.splitlines()[0], bits=[16, 32])
     args = parser.parse_args()
-    args.views = 0
-    data = {"digits": retrieval.digits_data, "newsgroups": retrieval.newsgroups_data,
-            "cifar10": retrieval.cifar_data}[args.dataset](args)
-    scaler = StandardScaler().fit(data["train"])
-    train, query, db = (scaler.transform(data[k]).astype(np.float32) for k in ("train", "query", "db"))
-    for bits in args.bits:
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
-            start = time.perf_counter()
-            model = TeacherNSH(n_bits=bits, random_state=seed, max_epochs=args.epochs).fit(train)
-            fit_s = time.perf_counter() - start
-            q, d = model.transform(query), model.transform(db)
-            map_k = mean_average_precision(q, data["query_y"], d, data["db_y"], k=data["k"])
-            full = mean_average_precision(q, data["query_y"], d, data["db_y"])
-            print(f"{bits:>3} bits seed {seed}  mAP@{data['k']} {map_k:.4f}  mAP {full:.4f}  fit {fit_s:.0f} s",
-                  flush=True)
+    retrieval.run_try(args, lambda bits, seed: TeacherNSH(n_bits=bits, random_state=seed, max_epochs=args.epochs))
 
 
 if __name__ == "__main__":

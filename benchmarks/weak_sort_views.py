@@ -7,24 +7,19 @@ through the network and applies the (symmetric) SortedNCE to them, while the cod
 NT-Xent stays on the strong views. ``--m-set`` also averages SortedNCE over several ``m``.
 A try for issue #4, not a library feature (see docs/benchmarks.md).
 
-    python benchmarks/weak_sort_views.py newsgroups --data PATH --cache DIR --bits 32 --seeds 0 1 --m-set 4/8/16
+    python benchmarks/weak_sort_views.py newsgroups --data PATH --cache DIR --bits 32 --seeds 2 --m-set 4/8/16
 """
 
-import argparse
 import contextlib
 import os
 import sys
-import time
 
-import numpy as np
 from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
-from sklearn.preprocessing import StandardScaler
 
 import sortedhash.nsh
 from sortedhash import NSHTransformer
 from sortedhash._skorch import NSHNet
-from sortedhash.metrics import mean_average_precision
 from sortedhash.nn import FeatureNoise, code_nt_xent
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -78,37 +73,16 @@ class WeakSortNSH(NSHTransformer):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=["digits", "newsgroups", "cifar10"])
-    parser.add_argument("--data")
-    parser.add_argument("--cache")
-    parser.add_argument("--bits", type=int, nargs="+", default=[32])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser = retrieval.try_parser(__doc__.splitlines()[0], bits=[32])
     parser.add_argument("--weak", type=float, nargs=2, default=[0.3, 0.1], metavar=("NOISE_STD", "DROPOUT"))
     parser.add_argument("--m-set", default="", help="several m for SortedNCE, e.g. 4/8/16")
     parser.add_argument("--params", default="", help="other NSHTransformer parameters, e.g. sorted_weight=0.2")
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--database-size", type=int, default=50000)
-    parser.add_argument("--train-size", type=int, default=10000)
     args = parser.parse_args()
-    args.views = 0
-    data = {"digits": retrieval.digits_data, "newsgroups": retrieval.newsgroups_data,
-            "cifar10": retrieval.cifar_data}[args.dataset](args)
-    scaler = StandardScaler().fit(data["train"])
-    train, query, db = (scaler.transform(data[k]).astype(np.float32) for k in ("train", "query", "db"))
     WeakSortNSH.weak = tuple(args.weak)
     WeakSortNSH.m_set = tuple(int(m) for m in args.m_set.split("/")) if args.m_set else None
     params = retrieval.parse_params(args.params)
-    for bits in args.bits:
-        for seed in args.seeds:
-            start = time.perf_counter()
-            model = WeakSortNSH(n_bits=bits, random_state=seed, max_epochs=args.epochs, **params).fit(train)
-            fit_s = time.perf_counter() - start
-            q, d = model.transform(query), model.transform(db)
-            map_k = mean_average_precision(q, data["query_y"], d, data["db_y"], k=data["k"])
-            full = mean_average_precision(q, data["query_y"], d, data["db_y"])
-            print(f"{bits:>3} bits seed {seed}  mAP@{data['k']} {map_k:.4f}  mAP {full:.4f}  fit {fit_s:.0f} s",
-                  flush=True)
+    retrieval.run_try(args, lambda bits, seed: WeakSortNSH(n_bits=bits, random_state=seed, max_epochs=args.epochs,
+                                                           **params))
 
 
 if __name__ == "__main__":
