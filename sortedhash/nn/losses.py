@@ -78,8 +78,8 @@ class NSHLoss(torch.nn.Module):
     ----------
     sorter : callable
         A sorter from :mod:`sortedhash.nn.sorters`.
-    n_positives : int
-        ``m`` of SortedNCE.
+    n_positives : int or sequence of int
+        ``m`` of SortedNCE (several: the mean of their losses, see :func:`sorted_nce`).
     temperature : float
         ``tau`` of SortedNCE.
     sorted_weight, code_nce_weight, quantization_weight : float
