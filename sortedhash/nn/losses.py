@@ -3,6 +3,8 @@
 Each loss is a plain function of tensors; :class:`NSHLoss` combines them for training.
 """
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 
@@ -30,7 +32,7 @@ def sorted_nce(c_sorted, n_positives, temperature):
     temperature : float
         ``tau``.
     """
-    if not isinstance(n_positives, (int, float)):  # several m: the mean of their SortedNCEs
+    if not isinstance(n_positives, numbers.Real):  # several m: the mean of their SortedNCEs
         return torch.stack([sorted_nce(c_sorted, m, temperature) for m in n_positives]).mean()
     m = int(n_positives)
     if not 0 < m < c_sorted.shape[1]:

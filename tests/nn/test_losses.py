@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -23,6 +24,8 @@ def test_sorted_nce_with_several_m_is_the_mean_over_them():
     c = torch.randn(5, 9, generator=torch.Generator().manual_seed(0))
     expected = (sorted_nce(c, 1, 0.3) + sorted_nce(c, 4, 0.3) + sorted_nce(c, 8, 0.3)) / 3
     assert sorted_nce(c, (1, 4, 8), 0.3).item() == pytest.approx(expected.item(), rel=1e-6)
+    # One m given as a NumPy integer (e.g. from a parameter grid) is still one m.
+    assert sorted_nce(c, np.int64(4), 0.3).item() == pytest.approx(sorted_nce(c, 4, 0.3).item())
     with pytest.raises(ValueError, match="n_positives=9"):
         sorted_nce(c, (2, 9), 0.3)
 
