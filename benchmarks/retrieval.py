@@ -190,8 +190,8 @@ def _bounds(text):
     return start, end
 
 
-def variant(params, epochs):
-    """A maker of NSHTransformers with ``params`` over the defaults.
+def variant(params, epochs, estimator=NSHTransformer):
+    """A maker of NSHTransformers (or of ``estimator``, a subclass) with ``params`` over the defaults.
 
     ``views=1`` trains on the cached image views; ``m_schedule=A-B`` moves ``n_positives``
     from A to B over training; ``sorted_warmup=A-B`` turns SortedNCE on at epoch A and ramps
@@ -214,7 +214,7 @@ def variant(params, epochs):
             callbacks.append(PositivesSchedule(*_bounds(schedule)))
         if warmup:
             callbacks.append(SortedWarmup(*_bounds(warmup)))
-        return NSHTransformer(n_bits=bits, random_state=seed, callbacks=callbacks or None, **params)
+        return estimator(n_bits=bits, random_state=seed, callbacks=callbacks or None, **params)
 
     make.views = on_views
     return make

@@ -4,10 +4,11 @@ The method note measured that the sorted loss wants weak feature augmentation (n
 dropout 0.1) and plain contrastive hashing strong (0.6, 0.4); the defaults feed both terms
 the same strong views. Here each step passes two more views of the batch, augmented weakly,
 through the network and applies the (symmetric) SortedNCE to them, while the code-level
-NT-Xent stays on the strong views. ``--m-set`` also averages SortedNCE over several ``m``.
+NT-Xent stays on the strong views. ``--params`` takes ``retrieval.py``'s variant keys, e.g.
+``m_set=4/8/16`` (SortedNCE averaged over several ``m``).
 A try for issue #4, not a library feature (see docs/benchmarks.md).
 
-    python benchmarks/weak_sort_views.py newsgroups --data PATH --cache DIR --bits 32 --seeds 2 --m-set 4/8/16
+    python benchmarks/weak_sort_views.py newsgroups --data PATH --cache DIR --bits 32 --seeds 2 --params m_set=4/8/16
 """
 
 import contextlib
@@ -62,27 +63,20 @@ class WeakSortNSH(NSHTransformer):
     """``NSHTransformer`` trained by :class:`WeakSortNet`; ``weak`` = (noise_std, dropout)."""
 
     weak = (0.3, 0.1)
-    m_set = None
 
     def _build_net(self, X, device, batch_size, multi_view):
         with _weak_sort_net(FeatureNoise(*self.weak)):
-            net = super()._build_net(X, device, batch_size, multi_view)
-        if self.m_set:
-            net.criterion.n_positives = tuple(self.m_set)
-        return net
+            return super()._build_net(X, device, batch_size, multi_view)
 
 
 def main():
     parser = retrieval.try_parser(__doc__.splitlines()[0], bits=[32])
     parser.add_argument("--weak", type=float, nargs=2, default=[0.3, 0.1], metavar=("NOISE_STD", "DROPOUT"))
-    parser.add_argument("--m-set", default="", help="several m for SortedNCE, e.g. 4/8/16")
-    parser.add_argument("--params", default="", help="other NSHTransformer parameters, e.g. sorted_weight=0.2")
+    parser.add_argument("--params", default="", metavar="KEY=VALUE,...",
+                        help="a retrieval.py variant over the defaults, e.g. m_set=4/8/16,sorted_weight=0.2")
     args = parser.parse_args()
     WeakSortNSH.weak = tuple(args.weak)
-    WeakSortNSH.m_set = tuple(int(m) for m in args.m_set.split("/")) if args.m_set else None
-    params = retrieval.parse_params(args.params)
-    retrieval.run_try(args, lambda bits, seed: WeakSortNSH(n_bits=bits, random_state=seed, max_epochs=args.epochs,
-                                                           **params))
+    retrieval.run_try(args, retrieval.variant(retrieval.parse_params(args.params), args.epochs, WeakSortNSH))
 
 
 if __name__ == "__main__":

@@ -159,11 +159,8 @@ def test_weak_sort_views_try_sorts_the_weak_views_and_contrasts_the_strong_ones(
 
     weak_sort = _load_benchmark("weak_sort_views")
     X = np.random.RandomState(0).randn(64, 6).astype(np.float32)
-    weak_sort.WeakSortNSH.m_set = (2, 4)
-    try:
-        model = weak_sort.WeakSortNSH(n_bits=8, max_epochs=1, batch_size=32, random_state=0).fit(X)
-    finally:
-        weak_sort.WeakSortNSH.m_set = None
+    make = weak_sort.retrieval.variant({"m_set": "2/4", "batch_size": 32}, 1, weak_sort.WeakSortNSH)
+    model = make(8, 0).fit(X)
     assert model.transform(X).shape == (64, 1)
     net = model.net_
     assert isinstance(net, weak_sort.WeakSortNet) and net.criterion_.n_positives == (2, 4)
