@@ -179,3 +179,34 @@ def test_weak_sort_views_try_sorts_the_weak_views_and_contrasts_the_strong_ones(
     torch.manual_seed(1)  # the library's step, sorting the strong views, gives another loss
     assert not torch.allclose(NSHNet.train_step_single(net, (x, None))["loss"], loss)
     assert net.weak_augment.noise_std == 0.3 and net.weak_augment.dropout == 0.1
+
+
+def test_neighbour_batches_try_partitions_each_epoch_into_neighbourhood_groups():
+    import torch
+
+    nb = _load_benchmark("neighbour_batches")
+    rng = np.random.RandomState(0)
+    neighbours = np.array([rng.permutation(np.delete(np.arange(40), i))[:5] for i in range(40)])
+    sampler = nb.NeighbourGroups(neighbours, group=4)
+    torch.manual_seed(0)
+    order = list(sampler)
+    assert sorted(order) == list(range(40))  # every sample once an epoch
+    anchors, i = 0, 0
+    while i < len(order):  # each group: an anchor, then only its neighbours
+        anchor = order[i]
+        j = i + 1
+        while j < len(order) and j - i < 4 and order[j] in neighbours[anchor]:
+            j += 1
+        anchors, i = anchors + 1, j
+    assert anchors < 40 / 2  # most groups hold neighbours (random orders would give ~40 anchors)
+    torch.manual_seed(0)
+    assert list(sampler) == order  # torch's random state fixes the draw
+    assert list(sampler) != order
+
+    X = rng.randn(64, 6).astype(np.float32)
+    model = nb.NeighbourBatchNSH(n_bits=8, max_epochs=1, batch_size=32, random_state=0).fit(X)
+    assert model.transform(X).shape == (64, 1)
+    sampler = model.net_.iterator_train__sampler
+    assert isinstance(sampler, nb.NeighbourGroups) and sampler.neighbours.shape == (64, nb.NeighbourBatchNSH.n_neighbors)
+    loader = model.net_.get_iterator(model.net_.get_dataset(X), training=True)
+    assert loader.sampler is sampler  # the training batches are runs of the groups
