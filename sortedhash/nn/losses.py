@@ -43,15 +43,23 @@ def sorted_nce(c_sorted, n_positives, temperature):
     return (torch.logaddexp(pos, neg) - pos).mean()
 
 
-def code_nt_xent(codes_a, codes_b, temperature):
+def code_nt_xent(codes_a, codes_b, temperature, spared=None):
     """NT-Xent (SimCLR) between the two views' codes, each code normalised to unit length.
 
     Every sample's positive is its other view; the other ``2n - 2`` codes are negatives.
+    ``spared``, a pair of boolean (n, n) masks for the anchors of view a and of view b,
+    takes both views of sample ``j`` out of anchor ``i``'s negatives where ``spared[.][i, j]``
+    (the diagonal is ignored: the other view stays the positive).
     """
     u = F.normalize(torch.cat([codes_a, codes_b]), dim=1)
     n = codes_a.shape[0]
     logits = (u @ u.T) / temperature
-    logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=u.device), float("-inf"))
+    mask = torch.eye(2 * n, dtype=torch.bool, device=u.device)
+    if spared is not None:
+        off_diagonal = ~torch.eye(n, dtype=torch.bool, device=u.device)
+        rows = [(m & off_diagonal).repeat(1, 2) for m in spared]
+        mask = mask | torch.cat(rows)
+    logits = logits.masked_fill(mask, float("-inf"))
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(u.device)
     return F.cross_entropy(logits, target)
 
@@ -96,11 +104,16 @@ class NSHLoss(torch.nn.Module):
     gather : {"latent", "codes"}
         What the sorted list gathers: the latent vectors (NSH), or the relaxed codes
         themselves (normalised tanh outputs).
+    spare_sorted_positives : bool
+        Take the candidates among an anchor's first ``n_positives`` in Hamming order (the
+        ones SortedNCE pulls closer) out of its negatives in the code NT-Xent, so the two
+        terms stop pulling those neighbours in opposite directions (the largest ``m`` when
+        several are given).
     """
 
     def __init__(self, sorter, *, n_positives, temperature, sorted_weight=1.0, code_nce_weight=0.0,
                  code_temperature=0.5, quantization_weight=0.0, symmetric=True, latent_nce_weight=0.0,
-                 gather="latent"):
+                 gather="latent", spare_sorted_positives=False):
         super().__init__()
         if gather not in ("latent", "codes"):
             raise ValueError(f"gather must be 'latent' or 'codes', got {gather!r}")
@@ -114,11 +127,22 @@ class NSHLoss(torch.nn.Module):
         self.symmetric = symmetric
         self.latent_nce_weight = latent_nce_weight
         self.gather = gather
+        self.spare_sorted_positives = spare_sorted_positives
 
     def _sorted_term(self, codes_anchor, z_anchor, codes_other, z_other):
         scores = hamming_similarity(codes_anchor, codes_other)
         c_sorted = self.sorter(scores, z_anchor @ z_other.T)
         return sorted_nce(c_sorted, self.n_positives, self.temperature)
+
+    def _sorted_positives(self, codes_a, codes_b):
+        """Boolean (n, n) masks of each anchor's first m candidates in Hamming order, per view."""
+        m = self.n_positives if isinstance(self.n_positives, numbers.Real) else max(self.n_positives)
+        scores = hamming_similarity(codes_a.detach(), codes_b.detach())
+        masks = []
+        for s in (scores, scores.T):
+            top = s.topk(int(m), dim=1).indices
+            masks.append(torch.zeros_like(s, dtype=torch.bool).scatter_(1, top, True))
+        return masks
 
     def forward(self, view_a, view_b):
         (h_a, b_a, z_a), (h_b, b_b, z_b) = view_a, view_b
@@ -133,7 +157,8 @@ class NSHLoss(torch.nn.Module):
                 term = 0.5 * (term + self._sorted_term(b_b, g_b, b_a, g_a))
             loss = loss + self.sorted_weight * term
         if self.code_nce_weight:
-            loss = loss + self.code_nce_weight * code_nt_xent(b_a, b_b, self.code_temperature)
+            spared = self._sorted_positives(b_a, b_b) if self.spare_sorted_positives else None
+            loss = loss + self.code_nce_weight * code_nt_xent(b_a, b_b, self.code_temperature, spared)
         if self.latent_nce_weight:
             loss = loss + self.latent_nce_weight * code_nt_xent(z_a, z_b, self.code_temperature)
         if self.quantization_weight:

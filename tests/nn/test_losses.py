@@ -36,6 +36,25 @@ def test_code_nt_xent_prefers_matching_views():
     assert code_nt_xent(a, a, 0.5) < code_nt_xent(a, torch.randn(16, 32).sign(), 0.5)
 
 
+def test_code_nt_xent_spared_samples_leave_the_negatives():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(6, 16, generator=g).sign(), torch.randn(6, 16, generator=g).sign()
+    none = torch.zeros(6, 6, dtype=torch.bool)
+    assert code_nt_xent(a, b, 0.5, (none, none)).item() == pytest.approx(code_nt_xent(a, b, 0.5).item())
+    spared_a, spared_b = none.clone(), none.clone()
+    spared_a[0, [0, 2]] = True  # the diagonal is ignored: sample 0's other view stays its positive
+    spared_b[3, 1] = True
+    u = torch.nn.functional.normalize(torch.cat([a, b]), dim=1)
+    logits = (u @ u.T / 0.5).tolist()
+    rows = []
+    for row in range(12):
+        target = (row + 6) % 12
+        skip = {row} | ({2, 8} if row == 0 else set()) | ({1, 7} if row == 9 else set())
+        denominator = sum(math.exp(logits[row][j]) for j in range(12) if j not in skip)
+        rows.append(-logits[row][target] + math.log(denominator))
+    assert code_nt_xent(a, b, 0.5, (spared_a, spared_b)).item() == pytest.approx(sum(rows) / 12, rel=1e-5)
+
+
 def test_sign_ste_is_binary_with_identity_gradient():
     h = torch.tensor([-0.3, 0.0, 0.7], requires_grad=True)
     b = sign_ste(h)
@@ -80,3 +99,21 @@ def test_nsh_loss_gather_codes_uses_normalised_relaxed_codes():
 def test_nsh_loss_rejects_unknown_gather():
     with pytest.raises(ValueError, match="gather"):
         NSHLoss(make_sorter("none", 16), n_positives=1, temperature=0.2, gather="inputs")
+
+
+def test_nsh_loss_spares_each_anchors_first_m_in_hamming_order():
+    (a, b) = _views(n=10)
+    loss = NSHLoss(make_sorter("none", 16), n_positives=(2, 3), temperature=0.2, sorted_weight=0.0,
+                   code_nce_weight=1.0, code_temperature=0.5, spare_sorted_positives=True)
+    distance_ab = torch.cdist(a[1], b[1], p=1)  # ranks as the Hamming distance between the codes
+    spared = []
+    for d in (distance_ab, distance_ab.T):
+        nearest = torch.argsort(d + 1e-3 * torch.arange(10.0), dim=1, stable=True)[:, :3]  # the largest m
+        spared.append(torch.zeros(10, 10, dtype=torch.bool).scatter_(1, nearest, True))
+    masks = loss._sorted_positives(a[1], b[1])
+    tied = [d.sort(dim=1).values[:, 2:4] for d in (distance_ab, distance_ab.T)]
+    for mask, expected, t in zip(masks, spared, tied):
+        untied = t[:, 0] < t[:, 1]  # rows where the 3rd and 4th nearest are not tied
+        assert torch.equal(mask[untied], expected[untied]) and mask.sum(1).tolist() == [3] * 10
+    assert loss(a, b).item() == pytest.approx(code_nt_xent(a[1], b[1], 0.5, masks).item(), rel=1e-6)
+    assert loss(a, b).item() < code_nt_xent(a[1], b[1], 0.5).item()  # fewer negatives
