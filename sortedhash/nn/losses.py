@@ -135,7 +135,10 @@ class NSHLoss(torch.nn.Module):
         return sorted_nce(c_sorted, self.n_positives, self.temperature)
 
     def _sorted_positives(self, codes_a, codes_b):
-        """Boolean (n, n) masks of each anchor's first m candidates in Hamming order, per view."""
+        """Boolean (n, n) masks of each anchor's first m candidates in Hamming order, per view.
+
+        A tie at the m-th place is broken by ``topk``, not shared: a mask is all or nothing.
+        """
         m = self.n_positives if isinstance(self.n_positives, numbers.Real) else max(self.n_positives)
         scores = hamming_similarity(codes_a.detach(), codes_b.detach())
         masks = []
