@@ -80,9 +80,9 @@ class NSHLoss(torch.nn.Module):
 
     ``sorted_weight * SortedNCE + code_nce_weight * NT-Xent(codes)
     + latent_nce_weight * NT-Xent(latents) + quantization_weight * Q``, where SortedNCE is
-    applied from each view's anchors (``symmetric``) and averaged. The last two terms and
-    ``gather="codes"`` are off by default; ``benchmarks/retrieval.py --variant`` sets them
-    to measure them.
+    applied from each view's anchors (``symmetric``) and averaged. The last two terms,
+    ``gather="codes"`` and ``spare_sorted_positives`` are off by default;
+    ``benchmarks/retrieval.py --variant`` sets them to measure them.
 
     Parameters
     ----------
