@@ -73,11 +73,9 @@ def main():
     parser = retrieval.try_parser(__doc__.splitlines()[0], bits=[32])
     parser.add_argument("--group", type=int, default=4)
     parser.add_argument("--neighbors", type=int, default=10)
-    parser.add_argument("--params", default="", metavar="KEY=VALUE,...",
-                        help="a retrieval.py variant over the defaults, e.g. sorted_weight=0 (the control)")
     args = parser.parse_args()
     NeighbourBatchNSH.group, NeighbourBatchNSH.n_neighbors = args.group, args.neighbors
-    retrieval.run_try(args, retrieval.variant(retrieval.parse_params(args.params), args.epochs, NeighbourBatchNSH))
+    retrieval.run_try(args, NeighbourBatchNSH)
 
 
 if __name__ == "__main__":

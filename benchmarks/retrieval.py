@@ -298,8 +298,16 @@ def write_tables(runs, out):
     ax.figure.savefig(os.path.join(out, "map_vs_bits.png"), dpi=110, bbox_inches="tight")
 
 
+def load_standardised(args):
+    """The dataset's splits, and the training, query and database features standardised on training."""
+    data = {"digits": digits_data, "newsgroups": newsgroups_data, "cifar10": cifar_data}[args.dataset](args)
+    scaler = StandardScaler().fit(data["train"])
+    train, query, db = (scaler.transform(data[k]).astype(np.float32) for k in ("train", "query", "db"))
+    return data, scaler, train, query, db
+
+
 def try_parser(description, bits):
-    """Arguments shared by the one-model try scripts (``teacher_target.py``, ``weak_sort_views.py``)."""
+    """Arguments shared by the one-model try scripts (``teacher_target.py`` and the like)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("dataset", choices=["digits", "newsgroups", "cifar10"])
     parser.add_argument("--data")
@@ -310,15 +318,19 @@ def try_parser(description, bits):
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--database-size", type=int, default=50000)
     parser.add_argument("--train-size", type=int, default=10000)
+    parser.add_argument("--params", default="", metavar="KEY=VALUE,...",
+                        help="a variant over the defaults (the keys of --variant), e.g. m_set=4/8/16,sorted_weight=0")
     return parser
 
 
-def run_try(args, make_model):
-    """Fit ``make_model(bits, seed)`` on the standardised training features; print its mAP per run."""
+def run_try(args, estimator):
+    """Fit ``estimator`` (``--params`` over its defaults) on the standardised training features.
+
+    Prints its mAP per run.
+    """
     args.views = 0
-    data = {"digits": digits_data, "newsgroups": newsgroups_data, "cifar10": cifar_data}[args.dataset](args)
-    scaler = StandardScaler().fit(data["train"])
-    train, query, db = (scaler.transform(data[k]).astype(np.float32) for k in ("train", "query", "db"))
+    make_model = variant(parse_params(args.params), args.epochs, estimator)
+    data, _, train, query, db = load_standardised(args)
     for bits in args.bits:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             start = time.perf_counter()
@@ -350,11 +362,9 @@ def main():
                              "views=1 trains it on the cached image views, e.g. 'm4:n_positives=4' or "
                              "'views+noise:views=1,noise_std=0.3,feature_dropout=0.1'")
     args = parser.parse_args()
-    data = {"digits": digits_data, "newsgroups": newsgroups_data, "cifar10": cifar_data}[args.dataset](args)
+    data, scaler, train, query, db = load_standardised(args)
     os.makedirs(args.out, exist_ok=True)
 
-    scaler = StandardScaler().fit(data["train"])
-    train, query, db = (scaler.transform(data[k]).astype(np.float32) for k in ("train", "query", "db"))
     qy, dy, k = data["query_y"], data["db_y"], data["k"]
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"{args.dataset}: train {train.shape}, queries {query.shape[0]}, database {db.shape[0]}, k={k}, "

@@ -72,7 +72,7 @@ class TeacherNSH(NSHTransformer):
 def main():
     parser = retrieval.try_parser(__doc__.splitlines()[0], bits=[16, 32])
     args = parser.parse_args()
-    retrieval.run_try(args, lambda bits, seed: TeacherNSH(n_bits=bits, random_state=seed, max_epochs=args.epochs))
+    retrieval.run_try(args, TeacherNSH)
 
 
 if __name__ == "__main__":

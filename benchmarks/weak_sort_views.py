@@ -72,11 +72,9 @@ class WeakSortNSH(NSHTransformer):
 def main():
     parser = retrieval.try_parser(__doc__.splitlines()[0], bits=[32])
     parser.add_argument("--weak", type=float, nargs=2, default=[0.3, 0.1], metavar=("NOISE_STD", "DROPOUT"))
-    parser.add_argument("--params", default="", metavar="KEY=VALUE,...",
-                        help="a retrieval.py variant over the defaults, e.g. m_set=4/8/16,sorted_weight=0.2")
     args = parser.parse_args()
     WeakSortNSH.weak = tuple(args.weak)
-    retrieval.run_try(args, retrieval.variant(retrieval.parse_params(args.params), args.epochs, WeakSortNSH))
+    retrieval.run_try(args, WeakSortNSH)
 
 
 if __name__ == "__main__":
