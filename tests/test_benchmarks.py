@@ -210,3 +210,30 @@ def test_neighbour_batches_try_partitions_each_epoch_into_neighbourhood_groups()
     assert isinstance(sampler, nb.NeighbourGroups) and sampler.neighbours.shape == (64, nb.NeighbourBatchNSH.n_neighbors)
     loader = model.net_.get_iterator(model.net_.get_dataset(X), training=True)
     assert loader.sampler is sampler  # the training batches are runs of the groups
+
+
+def _kernel_copy(tmp_path, name, old, new):
+    source = (ROOT / "sortedhash" / "neighbors" / "_kernels.py").read_text()
+    assert old in source
+    path = tmp_path / f"{name}.py"
+    path.write_text(source.replace(old, new))
+    return str(path)
+
+
+def _run_kernel_ab(kernels, bits):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "hamming_kernel_ab.py"), "--kernels", *kernels,
+           "--sizes", "5000", "--bits", *bits, "--queries", "40", "--threads", "1", "--repeats", "1"]
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [line for line in result.stdout.splitlines() if line.startswith("N=")]
+
+
+def test_kernel_ab_compares_versions_and_catches_a_wrong_one(tmp_path):
+    small_blocks = _kernel_copy(tmp_path, "small_blocks", "_DB_BLOCK = 2048", "_DB_BLOCK = 512")
+    rows = _run_kernel_ab([str(ROOT / "sortedhash" / "neighbors" / "_kernels.py"), small_blocks], ["64", "256"])
+    assert len(rows) == 2 and all("small_blocks" in r and r.endswith("same distances: True") for r in rows)
+    # Skipping blocks whose nearest row is a few steps inside the threshold loses neighbours.
+    wrong = _kernel_copy(tmp_path, "wrong", "if lowest >= t:", "if lowest >= t - 4:")
+    rows = _run_kernel_ab([small_blocks, wrong], ["64"])
+    assert len(rows) == 1 and rows[0].endswith("same distances: False")

@@ -10,11 +10,6 @@ already held (ties go to the lower index): a row is accepted only when its dista
 ``< t`` (or while fewer than ``k`` are held). Accepted rows go to a buffer that is
 compacted when full. The final order is a counting sort by distance of a buffer already in
 index order, which is exactly a stable sort of all distances.
-
-Prefilter: once ``t`` has tightened, almost no row is accepted, so each group of
-``_GROUP`` rows first only counts its rows below ``t``, in vector registers with no
-per-row stores; only a group with such a row is scanned again row by row. For codes of
-up to four words (256 bits) that counting pass is nearly the whole cost of a query.
 """
 
 import os
@@ -34,7 +29,6 @@ _CACHE = bool(os.environ.get("NUMBA_CACHE_DIR"))
 
 _DB_BLOCK = 2048  # rows per block: the block of words stays in L1/L2 across a query chunk
 _QUERY_CHUNK = 16  # queries per task: each reuses the cached block
-_GROUP = 256  # rows counted below t before any row of them is scanned
 
 
 @intrinsic
@@ -103,61 +97,6 @@ def _block_distances(db, query, r0, r1, dist):
         first = False
 
 
-@numba.njit(cache=_CACHE, nogil=True, inline="always")
-def _count_below(db, query, r0, r1, t, dist):
-    """How many of rows [r0, r1) lie at Hamming distance < t from ``query``. Up to four
-    words it is a compare-and-add reduction the compiler keeps in vector registers (no
-    per-row stores; AVX2 has a packed int64 compare but no int64 min); wider codes go
-    through ``dist``."""
-    n_words = db.shape[0]
-    nr = r1 - r0
-    below = 0
-    if n_words == 1:
-        a = db[0, r0:r1]
-        qa = query[0]
-        for j in range(nr):
-            below += _popcount(qa ^ a[j]) < t
-    elif n_words == 2:
-        a, b = db[0, r0:r1], db[1, r0:r1]
-        qa, qb = query[0], query[1]
-        for j in range(nr):
-            below += _popcount(qa ^ a[j]) + _popcount(qb ^ b[j]) < t
-    elif n_words == 3:
-        a, b, c = db[0, r0:r1], db[1, r0:r1], db[2, r0:r1]
-        qa, qb, qc = query[0], query[1], query[2]
-        for j in range(nr):
-            below += _popcount(qa ^ a[j]) + _popcount(qb ^ b[j]) + _popcount(qc ^ c[j]) < t
-    elif n_words == 4:
-        a, b, c, d = db[0, r0:r1], db[1, r0:r1], db[2, r0:r1], db[3, r0:r1]
-        qa, qb, qc, qd = query[0], query[1], query[2], query[3]
-        for j in range(nr):
-            below += (_popcount(qa ^ a[j]) + _popcount(qb ^ b[j])
-                      + _popcount(qc ^ c[j]) + _popcount(qd ^ d[j])) < t
-    else:
-        _block_distances(db, query, r0, r1, dist)
-        for j in range(nr):
-            below += dist[j] < t
-    return below
-
-
-@numba.njit(cache=_CACHE, nogil=True, inline="always")
-def _accept(dist, nr, r0, skip, buf_d, buf_i, hist, s, t, k):
-    """Append the rows r0 + j (j < nr) with dist[j] < t, in index order, to the buffer;
-    compact it when full (which can lower t). Returns the new size and t."""
-    cap = buf_d.shape[0]
-    for j in range(nr):
-        d = np.int64(dist[j])
-        if d < t and r0 + j != skip:
-            buf_d[s] = d
-            buf_i[s] = r0 + j
-            hist[d] += 1
-            s += 1
-            if s >= cap - 1:
-                t = _kth(hist, k)
-                s = _compact(buf_d, buf_i, s, hist, k, t)
-    return s, t
-
-
 @numba.njit(cache=_CACHE, nogil=True)
 def _compact(buf_d, buf_i, size, hist, k, t):
     """Keep the entries that can still be in the top k: d < t, and the first ones at d == t."""
@@ -206,38 +145,44 @@ def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
         size = np.zeros(nq, dtype=np.int64)
         hist = np.zeros((nq, n_bits + 1), dtype=np.int64)
         thresh = np.full(nq, n_bits + 1, dtype=np.int64)  # accept d < thresh
-        # Per-row distances of a block or group (int32: half the traffic of int64).
+        # int32 distances: AVX2 has a packed int32 min, not an int64 one.
         dist = np.empty(_DB_BLOCK, dtype=np.int32)
         for r0 in range(0, n_rows, _DB_BLOCK):
             r1 = min(r0 + _DB_BLOCK, n_rows)
+            nr = r1 - r0
             for qi in range(nq):
                 q = q0 + qi
-                skip = exclude[q]
-                s = size[qi]
+                # The block minimum lets most blocks skip the scan once t has tightened.
+                _block_distances(db, queries[q], r0, r1, dist)
                 t = thresh[qi]
-                if s == 0 and t > n_bits:
+                if size[qi] == 0 and t > n_bits:
                     # First block: take t from its own histogram rather than accepting
                     # every row (rows at exactly t beyond the quota are trimmed below).
-                    nr = r1 - r0
-                    _block_distances(db, queries[q], r0, r1, dist)
                     seed = np.zeros(n_bits + 1, dtype=np.int64)
                     for j in range(nr):
                         seed[dist[j]] += 1
-                    if r0 <= skip < r1:
-                        seed[dist[skip - r0]] -= 1
+                    if r0 <= exclude[q] < r1:
+                        seed[dist[exclude[q] - r0]] -= 1
                     kth = _kth(seed, k)
                     if kth <= n_bits:
                         t = kth + 1
-                    s, t = _accept(dist, nr, r0, skip, buf_d[qi], buf_i[qi], hist[qi], s, t, k)
-                else:
-                    for g0 in range(r0, r1, _GROUP):
-                        g1 = min(g0 + _GROUP, r1)
-                        if _count_below(db, queries[q], g0, g1, t, dist) == 0:
-                            continue
-                        _block_distances(db, queries[q], g0, g1, dist)
-                        s, t = _accept(dist, g1 - g0, g0, skip, buf_d[qi], buf_i[qi], hist[qi], s, t, k)
-                        if s >= k:
+                lowest = np.int32(t)
+                for j in range(nr):
+                    lowest = min(lowest, dist[j])
+                if lowest >= t:
+                    continue
+                s = size[qi]
+                skip = exclude[q]
+                for j in range(nr):
+                    d = np.int64(dist[j])
+                    if d < t and r0 + j != skip:
+                        buf_d[qi, s] = d
+                        buf_i[qi, s] = r0 + j
+                        hist[qi, d] += 1
+                        s += 1
+                        if s >= cap - 1:
                             t = _kth(hist[qi], k)
+                            s = _compact(buf_d[qi], buf_i[qi], s, hist[qi], k, t)
                 if s >= k:
                     t = _kth(hist[qi], k)
                     if s > 2 * k:
@@ -264,13 +209,12 @@ def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
 
 @numba.njit(parallel=True, cache=_CACHE, nogil=True)
 def _popcount_all(db, queries, out):
-    """The kernel's distance pass alone: every query x row XOR + popcount, blocked the
-    same way and reduced in registers (the prefilter's pass), no selection. This is the
-    work any exact method must do, so kernel / bound is meaningful."""
+    """The kernel's distance pass alone (every query x row XOR + popcount, blocked the
+    same way), no selection: the work any exact method must do, so kernel / bound is
+    meaningful."""
     n_words, n_rows = db.shape
     n_queries = queries.shape[0]
     n_chunks = (n_queries + _QUERY_CHUNK - 1) // _QUERY_CHUNK
-    half = np.int64(n_words * 32)
     for chunk in prange(n_chunks):
         q0 = chunk * _QUERY_CHUNK
         q1 = min(q0 + _QUERY_CHUNK, n_queries)
@@ -278,7 +222,8 @@ def _popcount_all(db, queries, out):
         for r0 in range(0, n_rows, _DB_BLOCK):
             r1 = min(r0 + _DB_BLOCK, n_rows)
             for q in range(q0, q1):
-                out[q] += _count_below(db, queries[q], r0, r1, half, dist)
+                _block_distances(db, queries[q], r0, r1, dist)
+                out[q] += dist[0]
 
 
 def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None):
