@@ -7,7 +7,11 @@ Prints, in one run on the same machine:
 2. the time of one epoch through skorch (the net NSHTransformer builds) against a
    hand-written PyTorch loop doing the same work, and their ratio;
 3. with ``--fit-epochs E``, the fit time of NSHTransformer with its defaults against plain
-   NCE (``sorted_weight=0``) on a (10000, d) array for E epochs.
+   NCE (``sorted_weight=0``) on a (10000, d) array for E epochs (best of two, round robin).
+
+Part 1's "plain NCE" step is InfoNCE on the latents with no sort (the faithful form at m = 1);
+the defaults' plain contrastive step (code NT-Xent only) is cheaper, so part 3 is the one to
+read for what the defaults cost.
 
 On CUDA (``--device cuda``; "auto" picks it when there is one) the torchsort sorter runs
 twice: with torchsort's CUDA kernels and with its CPU kernels (the fallback NSH uses when
@@ -146,16 +150,17 @@ def main():
         fits = [("plain NCE", dict(sorted_weight=0.0), False), ("NSH torchsort", {}, False)]
         fits += [("NSH torchsort (CPU sort)", {}, True)] if on_cuda else []
         fits += [("NSH softsort", dict(sorter="softsort"), False)]
-        base = None
-        for label, params, cpu_sort in fits:
-            with torchsort_on_cpu(cpu_sort):
-                start = time.perf_counter()
-                NSHTransformer(n_bits=args.n_bits, max_epochs=args.fit_epochs, device=device, random_state=0,
-                               **params).fit(X)
-                synchronize(device)
-                t = time.perf_counter() - start
-            base = base or t
-            print(f"{label:>26}: {t:7.1f} s  ({t / base:4.2f}x plain)", flush=True)
+        best = {}
+        for _ in range(2):  # round robin, best of two: slow drifts of the machine hit all alike
+            for label, params, cpu_sort in fits:
+                with torchsort_on_cpu(cpu_sort):
+                    start = time.perf_counter()
+                    NSHTransformer(n_bits=args.n_bits, max_epochs=args.fit_epochs, device=device,
+                                   random_state=0, **params).fit(X)
+                    synchronize(device)
+                    best[label] = min(best.get(label, np.inf), time.perf_counter() - start)
+        for label, t in best.items():
+            print(f"{label:>26}: {t:7.1f} s  ({t / best['plain NCE']:4.2f}x plain)", flush=True)
 
 
 if __name__ == "__main__":
