@@ -41,7 +41,7 @@ class WeakSortNet(NSHNet):
         crit = self.criterion_
         (_, b_a, _), (_, b_b, _) = (self.module_(v) for v in self._views(X))
         (_, w_a, z_a), (_, w_b, z_b) = self.module_(self.weak_augment(X)), self.module_(self.weak_augment(X))
-        sorted_term = 0.5 * (crit._sorted_term(w_a, z_a, w_b, z_b) + crit._sorted_term(w_b, z_b, w_a, z_a))
+        sorted_term = crit._sorted_term(w_a, z_a, w_b, z_b, symmetric=True)
         loss = crit.code_nce_weight * code_nt_xent(b_a, b_b, crit.code_temperature) + crit.sorted_weight * sorted_term
         loss.backward()
         return {"loss": loss, "y_pred": None}

@@ -129,9 +129,16 @@ class NSHLoss(torch.nn.Module):
         self.gather = gather
         self.spare_sorted_positives = spare_sorted_positives
 
-    def _sorted_term(self, codes_anchor, z_anchor, codes_other, z_other):
+    def _sorted_term(self, codes_anchor, z_anchor, codes_other, z_other, symmetric=False):
+        """SortedNCE of one view's anchors over the other view's candidates; with
+        ``symmetric`` the mean of both directions. The sorters work row by row, so both
+        directions go through one call as 2n rows: the same loss for about half the cost
+        of the many small tensor operations a sort takes."""
         scores = hamming_similarity(codes_anchor, codes_other)
-        c_sorted = self.sorter(scores, z_anchor @ z_other.T)
+        values = z_anchor @ z_other.T
+        if symmetric:  # the other direction's rows: scores.T, values.T
+            scores, values = torch.cat([scores, scores.T]), torch.cat([values, values.T])
+        c_sorted = self.sorter(scores, values)
         return sorted_nce(c_sorted, self.n_positives, self.temperature)
 
     def _sorted_positives(self, codes_a, codes_b):
@@ -155,9 +162,7 @@ class NSHLoss(torch.nn.Module):
                 g_a, g_b = z_a, z_b
             else:
                 g_a, g_b = F.normalize(h_a, dim=1), F.normalize(h_b, dim=1)
-            term = self._sorted_term(b_a, g_a, b_b, g_b)
-            if self.symmetric:
-                term = 0.5 * (term + self._sorted_term(b_b, g_b, b_a, g_a))
+            term = self._sorted_term(b_a, g_a, b_b, g_b, symmetric=self.symmetric)
             loss = loss + self.sorted_weight * term
         if self.code_nce_weight:
             spared = self._sorted_positives(b_a, b_b) if self.spare_sorted_positives else None

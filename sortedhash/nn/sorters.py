@@ -186,7 +186,11 @@ class TorchsortSorter:
 
 
 class NoSort:
-    """No sorting: the anchor's own other view first, then the other samples in index order."""
+    """No sorting: the anchor's own other view first, then the other samples in index order.
+
+    Row ``i`` is the anchor of sample ``i % m`` (m candidates), so both directions of a
+    symmetric loss can be stacked as 2m rows.
+    """
 
     def __init__(self, n_bits=None):
         self.n_bits = n_bits
@@ -194,7 +198,7 @@ class NoSort:
     @staticmethod
     def _order(n, m, device):
         idx = torch.arange(m, device=device).expand(n, m)
-        first = torch.arange(n, device=device)[:, None]
+        first = torch.arange(n, device=device)[:, None] % m
         rest = idx[idx != first].view(n, m - 1)
         return torch.cat([first, rest], dim=1)
 
