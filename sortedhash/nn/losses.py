@@ -132,8 +132,8 @@ class NSHLoss(torch.nn.Module):
     def _sorted_term(self, codes_anchor, z_anchor, codes_other, z_other, symmetric=False):
         """SortedNCE of one view's anchors over the other view's candidates; with
         ``symmetric`` the mean of both directions. The sorters work row by row, so both
-        directions go through one call as 2n rows: the same loss for about half the cost
-        of the many small tensor operations a sort takes."""
+        directions go through one call as 2n rows: the same loss with half the small
+        tensor operations of two calls (docs/benchmarks.md, "Training cost")."""
         scores = hamming_similarity(codes_anchor, codes_other)
         values = z_anchor @ z_other.T
         if symmetric:  # the other direction's rows: scores.T, values.T
