@@ -230,7 +230,8 @@ def _run_kernel_ab(kernels, bits):
 
 
 def test_kernel_ab_compares_versions_and_catches_a_wrong_one(tmp_path):
-    small_blocks = _kernel_copy(tmp_path, "small_blocks", "_DB_BLOCK = 2048", "_DB_BLOCK = 512")
+    small_blocks = _kernel_copy(tmp_path, "small_blocks", "return _NARROW_BLOCK if n_words <= 2 else _DB_BLOCK",
+                                "return 256")
     rows = _run_kernel_ab([str(ROOT / "sortedhash" / "neighbors" / "_kernels.py"), small_blocks], ["64", "256"])
     assert len(rows) == 2 and all("small_blocks" in r and r.endswith("same distances: True") for r in rows)
     # Skipping blocks whose nearest row is a few steps inside the threshold loses neighbours.

@@ -28,6 +28,7 @@ __all__ = ["pack_words", "knn_search", "popcount_bound"]
 _CACHE = bool(os.environ.get("NUMBA_CACHE_DIR"))
 
 _DB_BLOCK = 2048  # rows per block: the block of words stays in L1/L2 across a query chunk
+_NARROW_BLOCK = 512  # rows per block for codes of up to two words (see _block_rows)
 _QUERY_CHUNK = 16  # queries per task: each reuses the cached block
 
 
@@ -50,6 +51,15 @@ def pack_words(codes):
     padded = np.zeros((n, n_words * 8), dtype=np.uint8)
     padded[:, :n_bytes] = codes
     return np.ascontiguousarray(padded.view("<u8").T)
+
+
+@numba.njit(cache=_CACHE, nogil=True, inline="always")
+def _block_rows(n_words):
+    """Rows per database block (at most ``_DB_BLOCK``, the size of the buffers). Up to two
+    words (128 bits) a row is cheap, so the per-block selection dominates: smaller blocks
+    tighten the threshold after fewer rows and skip at a finer grain (+8 to +28% at 100k and
+    1M rows on AVX2, equal at 10M); at 256 bits 2,048 rows measured faster."""
+    return _NARROW_BLOCK if n_words <= 2 else _DB_BLOCK
 
 
 @numba.njit(cache=_CACHE, nogil=True, inline="always")
@@ -136,6 +146,7 @@ def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
     n_queries = queries.shape[0]
     n_chunks = (n_queries + _QUERY_CHUNK - 1) // _QUERY_CHUNK
     cap = 4 * k + _DB_BLOCK
+    block = _block_rows(n_words)
     for chunk in prange(n_chunks):
         q0 = chunk * _QUERY_CHUNK
         q1 = min(q0 + _QUERY_CHUNK, n_queries)
@@ -147,8 +158,8 @@ def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
         thresh = np.full(nq, n_bits + 1, dtype=np.int64)  # accept d < thresh
         # int32 distances: AVX2 has a packed int32 min, not an int64 one.
         dist = np.empty(_DB_BLOCK, dtype=np.int32)
-        for r0 in range(0, n_rows, _DB_BLOCK):
-            r1 = min(r0 + _DB_BLOCK, n_rows)
+        for r0 in range(0, n_rows, block):
+            r1 = min(r0 + block, n_rows)
             nr = r1 - r0
             for qi in range(nq):
                 q = q0 + qi
@@ -213,14 +224,15 @@ def _popcount_all(db, queries, out):
     same way), no selection: the work any exact method must do, so kernel / bound is
     meaningful."""
     n_words, n_rows = db.shape
+    block = _block_rows(n_words)
     n_queries = queries.shape[0]
     n_chunks = (n_queries + _QUERY_CHUNK - 1) // _QUERY_CHUNK
     for chunk in prange(n_chunks):
         q0 = chunk * _QUERY_CHUNK
         q1 = min(q0 + _QUERY_CHUNK, n_queries)
         dist = np.empty(_DB_BLOCK, dtype=np.int32)
-        for r0 in range(0, n_rows, _DB_BLOCK):
-            r1 = min(r0 + _DB_BLOCK, n_rows)
+        for r0 in range(0, n_rows, block):
+            r1 = min(r0 + block, n_rows)
             for q in range(q0, q1):
                 _block_distances(db, queries[q], r0, r1, dist)
                 out[q] += dist[0]
