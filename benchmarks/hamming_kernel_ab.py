@@ -47,8 +47,10 @@ def main():
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
+    names = [pathlib.Path(path).stem for path in args.kernels]
+    if len(set(names)) < len(names):  # results are keyed by name: two alike would merge
+        parser.error(f"--kernels: give each copy its own file name, got {names}")
     kernels = [load(path) for path in args.kernels]
-    names = [name for name, _ in kernels]
     print(f"faiss {getattr(faiss, '__version__', 'not installed')}; k={args.k}; queries per second, "
           f"best of {args.repeats}; x = ratio to faiss", flush=True)
     rng = np.random.default_rng(0)

@@ -238,3 +238,14 @@ def test_kernel_ab_compares_versions_and_catches_a_wrong_one(tmp_path):
     wrong = _kernel_copy(tmp_path, "wrong", "if lowest >= t:", "if lowest >= t - 4:")
     rows = _run_kernel_ab([small_blocks, wrong], ["64"])
     assert len(rows) == 1 and rows[0].endswith("same distances: False")
+
+
+def test_kernel_ab_refuses_copies_of_one_name(tmp_path):
+    # Results are keyed by file name: two copies named alike would be reported as one.
+    (tmp_path / "a").mkdir()
+    copy = tmp_path / "a" / "_kernels.py"
+    copy.write_text((ROOT / "sortedhash" / "neighbors" / "_kernels.py").read_text())
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "hamming_kernel_ab.py"), "--kernels", str(copy),
+           str(ROOT / "sortedhash" / "neighbors" / "_kernels.py"), "--sizes", "100"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2 and "own file name" in result.stderr
