@@ -104,10 +104,6 @@ class NSHLoss(torch.nn.Module):
     gather : {"latent", "codes"}
         What the sorted list gathers: the latent vectors (NSH), or the relaxed codes
         themselves (normalised tanh outputs).
-    queue_size : int
-        Keep the last ``queue_size`` samples' codes and gathered vectors (both views,
-        detached) and add them to every anchor's candidates: longer sorted lists without a
-        larger batch for the code term. 0 (the default) sorts the batch only.
     spare_sorted_positives : bool
         Take the candidates among an anchor's first ``n_positives`` in Hamming order (the
         ones SortedNCE pulls closer) out of its negatives in the code NT-Xent, so the two
@@ -117,7 +113,7 @@ class NSHLoss(torch.nn.Module):
 
     def __init__(self, sorter, *, n_positives, temperature, sorted_weight=1.0, code_nce_weight=0.0,
                  code_temperature=0.5, quantization_weight=0.0, symmetric=True, latent_nce_weight=0.0,
-                 gather="latent", spare_sorted_positives=False, queue_size=0):
+                 gather="latent", spare_sorted_positives=False):
         super().__init__()
         if gather not in ("latent", "codes"):
             raise ValueError(f"gather must be 'latent' or 'codes', got {gather!r}")
@@ -132,8 +128,6 @@ class NSHLoss(torch.nn.Module):
         self.latent_nce_weight = latent_nce_weight
         self.gather = gather
         self.spare_sorted_positives = spare_sorted_positives
-        self.queue_size = queue_size
-        self._queue = None  # (codes_a, g_a, codes_b, g_b) of earlier batches, newest first
 
     def _sorted_term(self, codes_anchor, z_anchor, codes_other, z_other, symmetric=False):
         """SortedNCE of one view's anchors over the other view's candidates; with
@@ -146,21 +140,6 @@ class NSHLoss(torch.nn.Module):
             scores, values = torch.cat([scores, scores.T]), torch.cat([values, values.T])
         c_sorted = self.sorter(scores, values)
         return sorted_nce(c_sorted, self.n_positives, self.temperature)
-
-    def _queued_sorted_term(self, b_a, g_a, b_b, g_b):
-        """SortedNCE over the batch plus the queue, from both views' anchors (2n rows)."""
-        qb_a, qg_a, qb_b, qg_b = self._queue
-        scores = torch.cat([hamming_similarity(b_a, torch.cat([b_b, qb_b])),
-                            hamming_similarity(b_b, torch.cat([b_a, qb_a]))])
-        values = torch.cat([g_a @ torch.cat([g_b, qg_b]).T, g_b @ torch.cat([g_a, qg_a]).T])
-        c_sorted = self.sorter(scores, values)
-        return sorted_nce(c_sorted, self.n_positives, self.temperature)
-
-    def _enqueue(self, *tensors):
-        tensors = [t.detach() for t in tensors]
-        if self._queue is not None and self._queue[0].shape[1:] == tensors[0].shape[1:]:
-            tensors = [torch.cat([t, q]) for t, q in zip(tensors, self._queue)]
-        self._queue = tuple(t[: self.queue_size] for t in tensors)
 
     def _sorted_positives(self, codes_a, codes_b):
         """Boolean (n, n) masks of each anchor's first m candidates in Hamming order, per view.
@@ -183,12 +162,7 @@ class NSHLoss(torch.nn.Module):
                 g_a, g_b = z_a, z_b
             else:
                 g_a, g_b = F.normalize(h_a, dim=1), F.normalize(h_b, dim=1)
-            if self.queue_size and self._queue is not None:
-                term = self._queued_sorted_term(b_a, g_a, b_b, g_b)
-            else:
-                term = self._sorted_term(b_a, g_a, b_b, g_b, symmetric=self.symmetric)
-            if self.queue_size:
-                self._enqueue(b_a, g_a, b_b, g_b)
+            term = self._sorted_term(b_a, g_a, b_b, g_b, symmetric=self.symmetric)
             loss = loss + self.sorted_weight * term
         if self.code_nce_weight:
             spared = self._sorted_positives(b_a, b_b) if self.spare_sorted_positives else None

@@ -145,23 +145,3 @@ def test_nsh_loss_spares_each_anchors_first_m_in_hamming_order():
         assert torch.equal(mask[untied], expected[untied]) and mask.sum(1).tolist() == [3] * 10
     assert loss(a, b).item() == pytest.approx(code_nt_xent(a[1], b[1], 0.5, masks).item(), rel=1e-6)
     assert loss(a, b).item() < code_nt_xent(a[1], b[1], 0.5).item()  # fewer negatives
-
-
-def test_nsh_loss_queue_adds_earlier_batches_to_the_candidates():
-    # The first step sorts the batch only; the next sorts the batch plus the queued one,
-    # both directions, against each view's own queue; the queue keeps the newest rows.
-    first, second = _views(seed=1), _views(seed=2)
-    sorter = make_sorter("softsort", 16)
-    queued = NSHLoss(sorter, n_positives=3, temperature=0.2, queue_size=30)
-    plain = NSHLoss(sorter, n_positives=3, temperature=0.2)
-    assert queued(*first).item() == pytest.approx(plain(*first).item(), rel=1e-6)
-    (_, b_a, z_a), (_, b_b, z_b) = second
-    (_, qb_a, qz_a), (_, qb_b, qz_b) = first
-    by_hand = 0.5 * (
-        plain._sorted_term(b_a, z_a, torch.cat([b_b, qb_b]), torch.cat([z_b, qz_b]))
-        + plain._sorted_term(b_b, z_b, torch.cat([b_a, qb_a]), torch.cat([z_a, qz_a]))
-    )
-    assert queued(*second).item() == pytest.approx(by_hand.item(), rel=1e-5)
-    assert queued(*second).item() != pytest.approx(plain(*second).item(), rel=1e-3)
-    assert queued._queue[0].shape == (30, 16)
-    torch.testing.assert_close(queued._queue[0][:24], second[0][1])  # newest first
