@@ -61,6 +61,7 @@ class NeighbourBatchNSH(NSHTransformer):
     n_neighbors = 10
 
     def _build_net(self, X, device, batch_size, multi_view):
+        retrieval.require_feature_vectors(X, "NeighbourBatchNSH")
         net = super()._build_net(X, device, batch_size, multi_view)
         nn = NearestNeighbors(n_neighbors=self.n_neighbors + 1, metric="cosine").fit(X)
         neighbours = nn.kneighbors(X, return_distance=False)[:, 1:]  # drop the sample itself

@@ -15,6 +15,7 @@ Datasets (paths are arguments; features are computed once and cached under --cac
 
 Methods: the float features (cosine ranking, a reference), LSH, PCA signs, ITQ, plain
 contrastive hashing (NT-Xent on codes, no sorting), NSH with each sorter (the defaults),
+the two without neighbour mixing ("plain NCE no-mix", "NSH no-mix": the defaults before it),
 and the faithful NSH of the paper. Trained methods run with ``--seeds`` seeds (mean ± std), starting at
 ``--first-seed`` (to add seeds to an earlier run). ``--variant NAME:KEY=VALUE,...`` adds
 an NSHTransformer with other parameters (see ``variant``): the tries of issue #4 are run
@@ -116,10 +117,12 @@ def methods(epochs):
         "PCA sign": (False, lambda b, s: PCAHashTransformer(n_bits=b)),
         "ITQ": (False, lambda b, s: ITQTransformer(n_bits=b, random_state=s)),
         "plain NCE": (True, variant(dict(sorted_weight=0.0), epochs)),
+        "plain NCE no-mix": (True, variant(dict(sorted_weight=0.0, mix_neighbors=0), epochs)),
+        "NSH no-mix": (True, variant(dict(mix_neighbors=0), epochs)),
         "NSH softsort": (True, variant(dict(sorter="softsort"), epochs)),
         "NSH torchsort": (True, variant({}, epochs)),
         "NSH faithful": (True, variant(dict(sorted_weight=1.0, code_nce_weight=0.0, noise_std=0.3,
-                                            feature_dropout=0.1), epochs)),
+                                            feature_dropout=0.1, mix_neighbors=0), epochs)),
     }
 
 
@@ -323,13 +326,23 @@ def try_parser(description, bits):
     return parser
 
 
+def require_feature_vectors(X, try_name):
+    """The tries change the step on 2-D batches; neighbour mixing would hand them views."""
+    if X.ndim != 2:
+        raise ValueError(f"{try_name} trains on 2-D feature vectors, got views of shape {X.shape}: "
+                         "set mix_neighbors=0 (the try predates neighbour mixing)")
+
+
 def run_try(args, estimator):
     """Fit ``estimator`` (``--params`` over its defaults) on the standardised training features.
 
-    Prints its mAP per run.
+    The tries were measured against the defaults before neighbour mixing and change the
+    training step on 2-D batches, so they run without it unless ``--params`` sets
+    ``mix_neighbors``. Prints its mAP per run.
     """
     args.views = 0
-    make_model = variant(parse_params(args.params), args.epochs, estimator)
+    params = {"mix_neighbors": 0, **parse_params(args.params)}
+    make_model = variant(params, args.epochs, estimator)
     data, _, train, query, db = load_standardised(args)
     for bits in args.bits:
         for seed in range(args.first_seed, args.first_seed + args.seeds):

@@ -63,6 +63,7 @@ def _teacher_network(n_features):
 
 class TeacherNSH(NSHTransformer):
     def _build_net(self, X, device, batch_size, multi_view):
+        retrieval.require_feature_vectors(X, "TeacherNSH")
         with _teacher_network(X.shape[1]):
             net = super()._build_net(X, device, batch_size, multi_view)
         net.augment = _Augmentation(KeepClean(net.augment.fn))

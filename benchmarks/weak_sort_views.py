@@ -65,6 +65,7 @@ class WeakSortNSH(NSHTransformer):
     weak = (0.3, 0.1)
 
     def _build_net(self, X, device, batch_size, multi_view):
+        retrieval.require_feature_vectors(X, "WeakSortNSH")
         with _weak_sort_net(FeatureNoise(*self.weak)):
             return super()._build_net(X, device, batch_size, multi_view)
 

@@ -136,7 +136,9 @@ def test_teacher_target_try_sorts_by_the_clean_input_features():
 
     teacher = _load_benchmark("teacher_target")
     X = np.random.RandomState(0).randn(64, 6).astype(np.float32)
-    model = teacher.TeacherNSH(n_bits=8, max_epochs=1, batch_size=32, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="mix_neighbors=0"):  # mixing would hand the try views
+        teacher.TeacherNSH(n_bits=8, max_epochs=1, batch_size=32, random_state=0).fit(X)
+    model = teacher.TeacherNSH(n_bits=8, max_epochs=1, batch_size=32, random_state=0, mix_neighbors=0).fit(X)
     assert model.transform(X).shape == (64, 1)
     net = model.net_
     x = torch.as_tensor(X[:5])
@@ -159,7 +161,8 @@ def test_weak_sort_views_try_sorts_the_weak_views_and_contrasts_the_strong_ones(
 
     weak_sort = _load_benchmark("weak_sort_views")
     X = np.random.RandomState(0).randn(64, 6).astype(np.float32)
-    make = weak_sort.retrieval.variant({"m_set": "2/4", "batch_size": 32}, 1, weak_sort.WeakSortNSH)
+    make = weak_sort.retrieval.variant({"m_set": "2/4", "batch_size": 32, "mix_neighbors": 0}, 1,
+                                       weak_sort.WeakSortNSH)
     model = make(8, 0).fit(X)
     assert model.transform(X).shape == (64, 1)
     net = model.net_
@@ -204,7 +207,7 @@ def test_neighbour_batches_try_partitions_each_epoch_into_neighbourhood_groups()
     assert list(sampler) != order
 
     X = rng.randn(64, 6).astype(np.float32)
-    model = nb.NeighbourBatchNSH(n_bits=8, max_epochs=1, batch_size=32, random_state=0).fit(X)
+    model = nb.NeighbourBatchNSH(n_bits=8, max_epochs=1, batch_size=32, random_state=0, mix_neighbors=0).fit(X)
     assert model.transform(X).shape == (64, 1)
     sampler = model.net_.iterator_train__sampler
     assert isinstance(sampler, nb.NeighbourGroups) and sampler.neighbours.shape == (64, nb.NeighbourBatchNSH.n_neighbors)
