@@ -49,5 +49,10 @@ def neighbor_mix_views(X, n_neighbors, max_weight, random_state=None):
     w = rng.uniform(0.0, max_weight, size=(n, k, 1)).astype(np.float32)
     views = np.empty((n, 1 + k, X.shape[1]), dtype=np.float32)
     views[:, 0] = X
-    views[:, 1:] = X[:, None, :] + w * (X[ind] - X[:, None, :])
+    # x + w (x_nn - x) written in place: no (n, k, d) temporaries beside the views.
+    mixed = views[:, 1:]
+    np.take(X, ind, axis=0, out=mixed, mode="clip")  # "clip": out is not buffered
+    mixed -= X[:, None, :]
+    mixed *= w
+    mixed += X[:, None, :]
     return views
