@@ -29,6 +29,7 @@ Run: ``python benchmarks/retrieval.py digits --out benchmarks/results/digits --e
 """
 
 import argparse
+import contextlib
 import csv
 import os
 import time
@@ -185,6 +186,23 @@ class SortedWarmup(Callback):
         t = len(net.history) - 1
         frac = 1.0 if t >= self.end else max(0.0, (t - self.start + 1) / (self.end - self.start + 1))
         net.criterion_.sorted_weight = self.weight_ * frac
+
+
+@contextlib.contextmanager
+def wrapped_network(wrap):
+    """While open, NSHTransformer builds ``wrap(network)`` around its HashingNetwork.
+
+    NSHTransformer makes its network inside ``_build_net``; a try that changes what the
+    network returns (e.g. which vectors SortedNCE gathers) builds its model in this block.
+    """
+    import sortedhash.nsh
+
+    original = sortedhash.nsh.HashingNetwork
+    sortedhash.nsh.HashingNetwork = lambda *a, **k: wrap(original(*a, **k))
+    try:
+        yield
+    finally:
+        sortedhash.nsh.HashingNetwork = original
 
 
 def _bounds(text):

@@ -9,14 +9,12 @@ the defaults. A try for issue #4, not a library feature (see docs/benchmarks.md)
     python benchmarks/teacher_target.py newsgroups --data PATH --cache DIR --bits 16 32 --seeds 2
 """
 
-import contextlib
 import os
 import sys
 
 import torch
 import torch.nn.functional as F
 
-import sortedhash.nsh
 from sortedhash import NSHTransformer
 from sortedhash._skorch import _Augmentation
 
@@ -50,21 +48,10 @@ class KeepClean:
         return torch.cat([self.augment(x), x], dim=1)
 
 
-@contextlib.contextmanager
-def _teacher_network(n_features):
-    # NSHTransformer builds its HashingNetwork inside _build_net; wrap it for this try only.
-    original = sortedhash.nsh.HashingNetwork
-    sortedhash.nsh.HashingNetwork = lambda *a, **k: TeacherLatent(original(*a, **k), n_features)
-    try:
-        yield
-    finally:
-        sortedhash.nsh.HashingNetwork = original
-
-
 class TeacherNSH(NSHTransformer):
     def _build_net(self, X, device, batch_size, multi_view):
         retrieval.require_feature_vectors(X, "TeacherNSH")
-        with _teacher_network(X.shape[1]):
+        with retrieval.wrapped_network(lambda network: TeacherLatent(network, X.shape[1])):
             net = super()._build_net(X, device, batch_size, multi_view)
         net.augment = _Augmentation(KeepClean(net.augment.fn))
         return net

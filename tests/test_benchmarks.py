@@ -252,3 +252,55 @@ def test_kernel_ab_refuses_copies_of_one_name(tmp_path):
            str(ROOT / "sortedhash" / "neighbors" / "_kernels.py"), "--sizes", "100"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 2 and "own file name" in result.stderr
+
+
+def test_self_teacher_try_gathers_a_detached_vector_of_the_same_network():
+    import torch
+    import torch.nn.functional as F
+
+    import sortedhash.nsh
+    from sortedhash import NSHTransformer
+    from sortedhash.nn import HashingNetwork
+
+    st = _load_benchmark("self_teacher")
+    assert st.estimator_for("latent") is NSHTransformer
+    with pytest.raises(ValueError, match="teacher"):
+        st.estimator_for("inputs")
+    X = np.random.RandomState(0).randn(64, 6).astype(np.float32)
+    x = torch.as_tensor(X[:5])
+    for source in ("backbone", "relaxed"):
+        model = st.estimator_for(source)(n_bits=8, max_epochs=1, batch_size=32, random_state=0).fit(X)
+        wrapper = model.net_.module_
+        assert isinstance(wrapper, st.SelfTeacher) and wrapper.source == source
+        h, codes, z = wrapper(x)
+        f = wrapper.network.backbone(x)
+        expected = f if source == "backbone" else torch.tanh(wrapper.network.hash_head(f))
+        torch.testing.assert_close(z, F.normalize(expected, dim=1))
+        assert not z.requires_grad and h.requires_grad  # SortedNCE trains the codes alone
+        assert torch.equal(codes > 0, wrapper.encode(x))
+    # The library's own network class is back once the model is built.
+    assert sortedhash.nsh.HashingNetwork is HashingNetwork
+
+
+def test_self_teacher_continuous_map_ranks_each_output_by_cosine():
+    from sortedhash import NSHTransformer
+    from sortedhash.metrics import mean_average_precision
+
+    st = _load_benchmark("self_teacher")
+    rng = np.random.RandomState(0)
+    X = rng.randn(80, 6).astype(np.float32)
+    y = rng.randint(0, 3, 80)
+    model = NSHTransformer(n_bits=8, max_epochs=1, batch_size=32, random_state=0).fit(X)
+    scores = st.continuous_map(model, X[:10], y[:10], X[10:], y[10:], k=20)
+    assert set(scores) == {"codes", "backbone", "pre_activation", "latent_head"}
+    assert scores["codes"] == mean_average_precision(model.transform(X[:10]), y[:10], model.transform(X[10:]),
+                                                     y[10:], k=20)
+    # Ranking by the hash pre-activation's cosine orders by the same vectors the codes are
+    # the signs of: with one database row a near copy of a query, that row comes first.
+    X_db = X[10:].copy()
+    X_db[0] = X[0] + 1e-4
+    y_db = y[10:].copy()
+    y_db[:] = (y[0] + 1) % 3
+    y_db[0] = y[0]
+    exact = st.continuous_map(model, X[:1], y[:1], X_db, y_db, k=20)
+    assert exact["pre_activation"] == exact["backbone"] == exact["latent_head"] == 1.0
