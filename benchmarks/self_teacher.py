@@ -71,7 +71,7 @@ def estimator_for(teacher):
 
 @torch.no_grad()
 def continuous_map(model, query, query_y, db, db_y, k):
-    """mAP@k of the fitted model's codes, and of its continuous outputs ranked by cosine."""
+    """mAP@k of the fitted model's continuous outputs, each ranked by cosine."""
     network = model.net_.module_
     network = getattr(network, "network", network).eval()
     device = next(network.parameters()).device
@@ -81,7 +81,7 @@ def continuous_map(model, query, query_y, db, db_y, k):
         out = dict(backbone=f, pre_activation=network.hash_head(f), latent_head=network.latent_head(f))
         return {name: v.cpu() for name, v in out.items()}
 
-    scores = {"codes": mean_average_precision(model.transform(query), query_y, model.transform(db), db_y, k=k)}
+    scores = {}
     q, d = outputs(query), outputs(db)
     for name in q:
         a, b = F.normalize(q[name], dim=1).numpy(), F.normalize(d[name], dim=1).numpy()
@@ -101,10 +101,11 @@ def main():
             start = time.perf_counter()
             model = make_model(bits, seed).fit(train)
             fit_s = time.perf_counter() - start
+            q_codes, db_codes = model.transform(query), model.transform(db)
+            codes = mean_average_precision(q_codes, data["query_y"], db_codes, data["db_y"], k=data["k"])
+            full = mean_average_precision(q_codes, data["query_y"], db_codes, data["db_y"])
             scores = continuous_map(model, query, data["query_y"], db, data["db_y"], data["k"])
-            full = mean_average_precision(model.transform(query), data["query_y"], model.transform(db),
-                                          data["db_y"])
-            cells = "  ".join(f"{name} {v:.4f}" for name, v in scores.items())
+            cells = "  ".join(f"{name} {v:.4f}" for name, v in {"codes": codes, **scores}.items())
             print(f"{bits:>3} bits seed {seed}  teacher {args.teacher}  mAP@{data['k']}: {cells}  "
                   f"(codes, full mAP {full:.4f})  fit {fit_s:.0f} s", flush=True)
 
