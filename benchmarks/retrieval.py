@@ -351,15 +351,16 @@ def require_feature_vectors(X, try_name):
                          "set mix_neighbors=0 (the try predates neighbour mixing)")
 
 
-def run_try(args, estimator):
-    """Fit ``estimator`` (``--params`` over its defaults) on the standardised training features.
+def run_try(args, estimator, defaults=(("mix_neighbors", 0),), report=None):
+    """Fit ``estimator`` (``--params`` over ``defaults`` over its own) on the standardised features.
 
-    The tries were measured against the defaults before neighbour mixing and change the
-    training step on 2-D batches, so they run without it unless ``--params`` sets
-    ``mix_neighbors``. Prints its mAP per run.
+    Most tries were measured against the defaults before neighbour mixing and change the
+    training step on 2-D batches, so by default they run without it unless ``--params``
+    sets ``mix_neighbors``. Prints the codes' mAP per run, and the scores ``report(model,
+    data, query, db)`` returns (a dict of name: value), if given.
     """
     args.views = 0
-    params = {"mix_neighbors": 0, **parse_params(args.params)}
+    params = {**dict(defaults), **parse_params(args.params)}
     make_model = variant(params, args.epochs, estimator)
     data, _, train, query, db = load_standardised(args)
     for bits in args.bits:
@@ -370,8 +371,10 @@ def run_try(args, estimator):
             q, d = model.transform(query), model.transform(db)
             map_k = mean_average_precision(q, data["query_y"], d, data["db_y"], k=data["k"])
             full = mean_average_precision(q, data["query_y"], d, data["db_y"])
-            print(f"{bits:>3} bits seed {seed}  mAP@{data['k']} {map_k:.4f}  mAP {full:.4f}  fit {fit_s:.0f} s",
-                  flush=True)
+            extra = report(model, data, query, db) if report is not None else {}
+            cells = "".join(f"  {name} {value:.4f}" for name, value in extra.items())
+            print(f"{bits:>3} bits seed {seed}  mAP@{data['k']} {map_k:.4f}  mAP {full:.4f}{cells}  "
+                  f"fit {fit_s:.0f} s", flush=True)
 
 
 def main():

@@ -15,13 +15,12 @@ A try for issue #4, not a library feature (see docs/benchmarks.md).
 
 import os
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
 from sortedhash import NSHTransformer
-from sortedhash.metrics import mean_average_precision, mean_average_precision_from_distances
+from sortedhash.metrics import mean_average_precision_from_distances
 from sortedhash.nn import sign_ste
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -93,21 +92,10 @@ def main():
     parser = retrieval.try_parser(__doc__.splitlines()[0], bits=[32])
     parser.add_argument("--teacher", choices=TEACHERS, default="backbone")
     args = parser.parse_args()
-    args.views = 0
-    make_model = retrieval.variant(retrieval.parse_params(args.params), args.epochs, estimator_for(args.teacher))
-    data, _, train, query, db = retrieval.load_standardised(args)
-    for bits in args.bits:
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
-            start = time.perf_counter()
-            model = make_model(bits, seed).fit(train)
-            fit_s = time.perf_counter() - start
-            q_codes, db_codes = model.transform(query), model.transform(db)
-            codes = mean_average_precision(q_codes, data["query_y"], db_codes, data["db_y"], k=data["k"])
-            full = mean_average_precision(q_codes, data["query_y"], db_codes, data["db_y"])
-            scores = continuous_map(model, query, data["query_y"], db, data["db_y"], data["k"])
-            cells = "  ".join(f"{name} {v:.4f}" for name, v in {"codes": codes, **scores}.items())
-            print(f"{bits:>3} bits seed {seed}  teacher {args.teacher}  mAP@{data['k']}: {cells}  "
-                  f"(codes, full mAP {full:.4f})  fit {fit_s:.0f} s", flush=True)
+    print(f"teacher {args.teacher}; continuous outputs ranked by cosine, mAP@k:", flush=True)
+    retrieval.run_try(args, estimator_for(args.teacher), defaults=(),  # neighbour mixing stays on
+                      report=lambda model, data, query, db: continuous_map(model, query, data["query_y"], db,
+                                                                           data["db_y"], data["k"]))
 
 
 if __name__ == "__main__":
