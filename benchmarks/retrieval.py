@@ -217,8 +217,8 @@ def variant(params, epochs, estimator=NSHTransformer):
     ``views=1`` trains on the cached image views; ``m_schedule=A-B`` moves ``n_positives``
     from A to B over training; ``sorted_warmup=A-B`` turns SortedNCE on at epoch A and ramps
     it to full weight by epoch B; ``m_set=A/B/...`` averages SortedNCE over several ``m``;
-    ``criterion__NAME=V`` sets an attribute of the loss
-    (:class:`sortedhash.nn.NSHLoss`, e.g. ``criterion__symmetric=0``).
+    ``hidden_sizes=A/B/...`` sets the MLP's hidden widths; ``criterion__NAME=V`` sets an
+    attribute of the loss (:class:`sortedhash.nn.NSHLoss`, e.g. ``criterion__symmetric=0``).
     """
     params = dict(params)
     on_views = bool(params.pop("views", 0))
@@ -227,6 +227,8 @@ def variant(params, epochs, estimator=NSHTransformer):
     criterion = {k.split("__", 1)[1]: params.pop(k) for k in list(params) if k.startswith("criterion__")}
     if "m_set" in params:  # SortedNCE averaged over several m, e.g. m_set=4/8/16
         criterion["n_positives"] = tuple(int(m) for m in str(params.pop("m_set")).split("/"))
+    if "hidden_sizes" in params:  # e.g. hidden_sizes=2048 or 1024/1024
+        params["hidden_sizes"] = tuple(int(w) for w in str(params["hidden_sizes"]).split("/"))
     params.setdefault("max_epochs", epochs)
 
     def make(bits, seed):

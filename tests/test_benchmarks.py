@@ -89,6 +89,9 @@ def test_variant_parsing_schedule_and_criterion_attributes():
     params = retrieval.parse_params("n_positives=4,noise_std=0.3,sorter=softsort,encoder=none")
     assert params == {"n_positives": 4, "noise_std": 0.3, "sorter": "softsort", "encoder": None}
 
+    for text, widths in (("2048", (2048,)), ("1024/512", (1024, 512))):
+        wide = retrieval.variant(retrieval.parse_params(f"hidden_sizes={text}"), epochs=1)(8, 0)
+        assert wide.hidden_sizes == widths
     make = retrieval.variant({"m_schedule": "2-8", "criterion__symmetric": 0, "n_positives": 4}, epochs=5)
     model = make(16, 3)
     assert (model.n_bits, model.random_state, model.max_epochs, model.n_positives) == (16, 3, 5, 4)
