@@ -65,10 +65,13 @@ fig.savefig(os.path.join(args.out, "hamming_histogram.png"), dpi=110, bbox_inche
 
 # One anchor's soft permutation over a batch of 24 samples, both sorters.
 model = NSHTransformer(n_bits=16, random_state=0, max_epochs=epochs).fit(X[db])
+network = model.net_.module_
+device = next(network.parameters()).device  # fit on the GPU when there is one
+noisy = X[:24] + 0.6 * np.random.default_rng(0).standard_normal(X[:24].shape).astype(np.float32)
 with torch.no_grad():
-    _, b1, _ = model.net_.module_(torch.as_tensor(X[:24]))
-    _, b2, _ = model.net_.module_(torch.as_tensor(X[:24] + 0.6 * np.random.default_rng(0).standard_normal(X[:24].shape).astype(np.float32)))
-    scores = hamming_similarity(b1, b2)
+    _, b1, _ = network(torch.as_tensor(X[:24], device=device))
+    _, b2, _ = network(torch.as_tensor(noisy, device=device))
+    scores = hamming_similarity(b1, b2).cpu()
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 for ax, (name, sorter) in zip(axes, [("SoftSort", SoftSort(16)), ("torchsort", TorchsortSorter(16))]):
     plot_soft_permutation(sorter.soft_permutation(scores)[0].numpy(), ax=ax, title=f"{name}: anchor 0, 16 bits")

@@ -144,7 +144,7 @@ def test_teacher_target_try_sorts_by_the_clean_input_features():
     model = teacher.TeacherNSH(n_bits=8, max_epochs=1, batch_size=32, random_state=0, mix_neighbors=0).fit(X)
     assert model.transform(X).shape == (64, 1)
     net = model.net_
-    x = torch.as_tensor(X[:5])
+    x = torch.as_tensor(X[:5], device=next(net.module_.parameters()).device)  # CUDA when there is one
     view = net.augment(x)
     assert view.shape == (5, 12)
     torch.testing.assert_close(view[:, 6:], x)  # the clean half rides along the augmented one
@@ -172,7 +172,7 @@ def test_weak_sort_views_try_sorts_the_weak_views_and_contrasts_the_strong_ones(
     assert isinstance(net, weak_sort.WeakSortNet) and net.criterion_.n_positives == (2, 4)
     assert sortedhash.nsh.NSHNet is NSHNet  # the library's class is back once the model is built
 
-    x = torch.as_tensor(X[:32])
+    x = torch.as_tensor(X[:32], device=next(net.module_.parameters()).device)  # CUDA when there is one
     torch.manual_seed(1)
     loss = net.train_step_single((x, None))["loss"]
     torch.manual_seed(1)  # the same random views, drawn in the step's order
@@ -270,10 +270,10 @@ def test_self_teacher_try_gathers_a_detached_vector_of_the_same_network():
     with pytest.raises(ValueError, match="teacher"):
         st.estimator_for("inputs")
     X = np.random.RandomState(0).randn(64, 6).astype(np.float32)
-    x = torch.as_tensor(X[:5])
     for source in ("backbone", "relaxed"):
         model = st.estimator_for(source)(n_bits=8, max_epochs=1, batch_size=32, random_state=0).fit(X)
         wrapper = model.net_.module_
+        x = torch.as_tensor(X[:5], device=next(wrapper.parameters()).device)  # CUDA when there is one
         assert isinstance(wrapper, st.SelfTeacher) and wrapper.source == source
         h, codes, z = wrapper(x)
         f = wrapper.network.backbone(x)
@@ -300,8 +300,9 @@ def test_self_teacher_continuous_map_ranks_each_output_by_cosine():
     scores = st.continuous_map(model, X[:10], y[:10], X[10:], y[10:], k=20)
     assert set(scores) == {"backbone", "pre_activation", "latent_head"}
     net = model.net_.module_
+    device = next(net.parameters()).device  # CUDA when there is one
     with torch.no_grad():
-        pre = [F.normalize(net.hash_head(net.backbone(torch.as_tensor(part))), dim=1).numpy()
+        pre = [F.normalize(net.hash_head(net.backbone(torch.as_tensor(part, device=device))).cpu(), dim=1).numpy()
                for part in (X[:10], X[10:])]
     assert scores["pre_activation"] == mean_average_precision_from_distances(-(pre[0] @ pre[1].T), y[:10],
                                                                               y[10:], k=20)

@@ -27,7 +27,8 @@ def test_transform_returns_packed_codes(digits, n_bits):
     # The packed bits are the signs of the hash head, least significant bit first.
     with torch.no_grad():
         module = model.net_.module_
-        h = module.hash_head(module.backbone(torch.as_tensor(X[:50])))
+        x = torch.as_tensor(X[:50], device=next(module.parameters()).device)  # CUDA when there is one
+        h = module.hash_head(module.backbone(x)).cpu()
     np.testing.assert_array_equal(unpack_codes(codes, n_bits), (h >= 0).numpy().astype(np.uint8))
     assert model.get_feature_names_out().shape == ((n_bits + 7) // 8,)
 
