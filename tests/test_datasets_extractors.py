@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -47,6 +48,12 @@ def test_image_features_and_views():
     with pytest.raises(ValueError, match="uint8 RGB images"):
         ext.transform(images.astype(np.float32))
     explicit = EfficientNetLite0Features(image_size=64, batch_size=2, device="cpu").transform(images)
-    np.testing.assert_allclose(explicit, features, rtol=1e-4, atol=1e-5)
+    if not torch.cuda.is_available():  # "auto" ran on the CPU too
+        np.testing.assert_allclose(explicit, features, rtol=1e-4, atol=1e-5)
+    else:  # cuDNN convolutions run in TF32 by default: on an H100 features moved by up to 0.018
+        cosine = np.sum(explicit * features, axis=1) / (
+            np.linalg.norm(explicit, axis=1) * np.linalg.norm(features, axis=1))
+        assert cosine.min() > 0.999
+        np.testing.assert_allclose(explicit, features, atol=0.05)
     with pytest.raises(ValueError, match="device must be 'auto' or a torch device"):
         EfficientNetLite0Features(image_size=64, device="gpu").transform(images)
