@@ -35,7 +35,32 @@ def test_pca_hash_too_many_bits(digits):
         PCAHashTransformer(n_bits=65).fit(X)
 
 
-def test_itq_matches_faiss(digits):
+def _quantization_loss(projected):
+    """ITQ's objective, ||sign(V R) - V R||_F^2, of the rotated PCA projections."""
+    return float(((np.where(projected >= 0, 1.0, -1.0) - projected) ** 2).sum())
+
+
+def test_itq_lowers_the_quantization_loss_at_every_iteration(digits):
+    """Alternating minimisation: each code step and each Procrustes step can only lower it."""
+    X, _ = digits
+    losses = []
+    for n_iter in (0, 1, 2, 5, 20, 50):
+        model = ITQTransformer(n_bits=32, n_iter=n_iter, random_state=0).fit(X)
+        losses.append(_quantization_loss((X - model.mean_) @ model.projection_))
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(losses, losses[1:]))
+    assert losses[-1] < 0.85 * losses[0]  # measured: 44,170 at the random start, 34,456 after 50
+
+
+def test_itq_against_faiss(digits):
+    """Our ITQ reaches at least faiss's mAP on the same data, and a lower ITQ objective.
+
+    faiss's ITQMatrix hardly lowers ITQ's quantization loss: on the same 32 PCA dimensions
+    of the training rows it goes from 39,463 at its random start to 39,345 after its 50
+    iterations, where Gong & Lazebnik's Procrustes step (ours) goes from 39,926 to 31,707.
+    So its codes rank worse: mAP .552 against ours .598 (.589-.605 over 5 seeds; with faiss's
+    own preprocessing, centred and L2-normalised rows, ours gives .589-.598). Equal mAP is
+    therefore not the bar: ours must reach at least faiss's, with a lower loss.
+    """
     faiss = pytest.importorskip("faiss")
     X, y = digits
     X = np.ascontiguousarray(X, dtype=np.float32)
@@ -45,6 +70,12 @@ def test_itq_matches_faiss(digits):
     itq.train(X[200:])
     codes = np.packbits(itq.apply(X) > 0, axis=1, bitorder="little")
     theirs = mean_average_precision(codes[:200], y[:200], codes[200:], y[200:])
-    # Measured: ours .598 vs faiss .552 at 32 bits (ours .589-.605 over 5 seeds); faiss's
-    # ITQTransform preprocesses its PCA differently. Ours must reach at least faiss's mAP.
     assert ours >= theirs - 0.01
+
+    # The rotation alone, both learned on the same PCA projections V of the training rows.
+    train = X[200:]
+    model = ITQTransformer(n_bits=32, random_state=0).fit(train)
+    V = np.ascontiguousarray((train - model.mean_) @ np.linalg.svd(train - model.mean_, full_matrices=False)[2][:32].T)
+    rotation = faiss.ITQMatrix(32)
+    rotation.train(V)
+    assert _quantization_loss((train - model.mean_) @ model.projection_) < _quantization_loss(rotation.apply(V))
