@@ -124,7 +124,9 @@ class EfficientNetLite0Features(TransformerMixin, BaseEstimator):
 
     def _model(self, device):
         self._check_weights()
-        if getattr(self, "_net", None) is None:
+        # Built once per setting: set_params(weights=..., image_size=...) gets a new network.
+        key = (self.image_size, self.weights, None if self.weights else self.random_state)
+        if getattr(self, "_net", None) is None or self._net_key != key:
             from efficientnet_lite_pytorch import EfficientNet
 
             if self.weights == "imagenet":
@@ -134,12 +136,13 @@ class EfficientNetLite0Features(TransformerMixin, BaseEstimator):
                 with torch.random.fork_rng(devices=[]):  # seeded, and the caller's RNG stays put
                     torch.manual_seed(int(check_random_state(self.random_state).randint(2**31)))
                     net = EfficientNet.from_name("efficientnet-lite0", image_size=self.image_size)
-            self._net = net.eval()
+            self._net, self._net_key = net.eval(), key
         return self._net.to(device)
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state.pop("_net", None)  # the weights come from the package (or random_state), not the pickle
+        for name in ("_net", "_net_key"):  # the weights come from the package (or random_state), not the pickle
+            state.pop(name, None)
         return state
 
     def transform(self, X):

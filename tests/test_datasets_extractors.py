@@ -85,5 +85,8 @@ def test_random_weights_control_is_seeded_and_leaves_the_callers_rng():
     random_c = EfficientNetLite0Features(image_size=64, device="cpu", weights=None, random_state=1).transform(images)
     np.testing.assert_array_equal(random_a, random_b)
     assert not np.allclose(random_a, random_c) and not np.allclose(random_a, pretrained)
+    extractor = EfficientNetLite0Features(image_size=64, device="cpu", random_state=0)
+    np.testing.assert_array_equal(extractor.transform(images), pretrained)
+    np.testing.assert_array_equal(extractor.set_params(weights=None).transform(images), random_a)  # not stale
     with pytest.raises(ValueError, match="weights must be 'imagenet' or None"):
         EfficientNetLite0Features(weights="imagenet21k").fit(images)
