@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from sortedhash import ITQTransformer, LSHTransformer, PCAHashTransformer, unpack_codes
+from sortedhash.linear_hashing import _pca_components
 from sortedhash.metrics import mean_average_precision
 
 
@@ -73,9 +74,9 @@ def test_itq_against_faiss(digits):
     assert ours >= theirs - 0.01
 
     # The rotation alone, both learned on the same PCA projections V of the training rows.
-    train = X[200:]
-    model = ITQTransformer(n_bits=32, random_state=0).fit(train)
-    V = np.ascontiguousarray((train - model.mean_) @ np.linalg.svd(train - model.mean_, full_matrices=False)[2][:32].T)
+    model = ITQTransformer(n_bits=32, random_state=0).fit(X[200:])
+    centred = X[200:] - model.mean_
+    V = np.ascontiguousarray(centred @ _pca_components(centred, 32, "ITQTransformer"))
     rotation = faiss.ITQMatrix(32)
     rotation.train(V)
-    assert _quantization_loss((train - model.mean_) @ model.projection_) < _quantization_loss(rotation.apply(V))
+    assert _quantization_loss(centred @ model.projection_) < _quantization_loss(rotation.apply(V))
