@@ -5,30 +5,32 @@ Each is a scikit-learn transformer returning packed codes in the same bit order 
 or a benchmark.
 """
 
-import numbers
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._safe_state import SafeStateMixin
 from ._versions import VersionedMixin
 from .bits import n_bytes_for, pack_codes
 
 __all__ = ["LSHTransformer", "PCAHashTransformer", "ITQTransformer"]
 
 
-class _LinearHash(VersionedMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class _LinearHash(SafeStateMixin, VersionedMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                  BaseEstimator):
     """Codes are ``sign((X - mean_) @ projection_)``, packed."""
 
-    def _check_n_bits(self):
-        n = self.n_bits
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-            raise ValueError(f"n_bits must be an integer >= 1, got {n!r}")
+    _parameter_constraints = {"n_bits": [Interval(Integral, 1, None, closed="left")]}
+    _safe_arrays = ("mean_", "projection_")
+    _safe_values = ("n_features_in_", "n_bytes_")
 
-    def _fit_validate(self, X, min_samples=1):
-        self._check_n_bits()
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=min_samples)
+    def _fit_validate(self, X):
+        self._validate_params()
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
         self.mean_ = X.mean(axis=0)
         self.n_bytes_ = n_bytes_for(self.n_bits)
         self._record_versions()
@@ -75,6 +77,8 @@ class LSHTransformer(_LinearHash):
     mean_ : ndarray of shape (n_features,)
     projection_ : ndarray of shape (n_features, n_bits)
     """
+
+    _parameter_constraints = {**_LinearHash._parameter_constraints, "random_state": ["random_state"]}
 
     def __init__(self, *, n_bits=64, random_state=None):
         self.n_bits = n_bits
@@ -135,6 +139,12 @@ class ITQTransformer(_LinearHash):
         PCA directions times the learned rotation.
     """
 
+    _parameter_constraints = {
+        **_LinearHash._parameter_constraints,
+        "n_iter": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
     def __init__(self, *, n_bits=64, n_iter=50, random_state=None):
         self.n_bits = n_bits
         self.n_iter = n_iter
@@ -142,8 +152,6 @@ class ITQTransformer(_LinearHash):
 
     def fit(self, X, y=None):
         """Learn the PCA directions and the rotation."""
-        if isinstance(self.n_iter, bool) or not isinstance(self.n_iter, numbers.Integral) or self.n_iter < 0:
-            raise ValueError(f"n_iter must be an integer >= 0, got {self.n_iter!r}")
         Xc = self._fit_validate(X)
         pca = _pca_components(Xc, self.n_bits, "ITQTransformer")
         V = Xc @ pca

@@ -1,29 +1,52 @@
-"""NSHTransformer: Naturally-Sorted Hashing as a scikit-learn transformer."""
+"""NSHTransformer: Naturally-Sorted Hashing as a scikit-learn transformer.
 
+The estimator is a thin shell: it validates parameters and input, then builds its parts
+through hooks that a subclass may override, and trains them with skorch:
+
+- :meth:`NSHTransformer._make_views`: the :class:`~sortedhash.views.TrainingViews` that
+  prepare the training array and draw two views of each batch;
+- :meth:`NSHTransformer._make_module`: the hashing network;
+- :meth:`NSHTransformer._make_criterion`: the loss (:class:`~sortedhash.nn.NSHLoss`);
+- :attr:`NSHTransformer.net_class` and :meth:`NSHTransformer._make_net`: the skorch net.
+"""
+
+import contextlib
 import copy
-import numbers
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._device import resolve_device
-from ._neighbor_mixing import neighbor_mix_views
+from ._safe_state import SafeStateMixin
 from ._skorch import EpochProgressBar, NSHNet, StopOnNonFiniteLoss
 from ._versions import VersionedMixin
 from .bits import n_bytes_for
 from .nn import FeatureNoise, HashingNetwork, MLPBackbone, NSHLoss, make_sorter
+from .views import TrainingViews
 
 __all__ = ["NSHTransformer"]
 
 # Rows encoded per forward pass in transform: bounds memory whatever the input size.
 _ENCODE_BATCH = 4096
+_MAX_SEED = np.iinfo(np.int32).max
 
 
-class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+def _positive(kind=Real):
+    return [Interval(kind, 0, None, closed="neither")]
+
+
+def _non_negative(kind=Real):
+    return [Interval(kind, 0, None, closed="left")]
+
+
+class NSHTransformer(SafeStateMixin, VersionedMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                     BaseEstimator):
     """Naturally-Sorted Hashing: learn binary codes by sorting in-batch Hamming distances.
 
     Each training step draws two random views of a batch, encodes both into binary codes
@@ -32,7 +55,7 @@ class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, Transforme
     sorter, gathers the latent vectors in that order and applies SortedNCE: the first
     ``n_positives`` positions are positives, the rest negatives. Gradients reach the hash
     head through the sorter (Yu et al., "Learning to Hash Naturally Sorts", IJCAI 2022).
-    A code-level NT-Xent term (``code_nce_weight``) can be added to SortedNCE.
+    A code-level NT-Xent term (``code_nce_weight``) is added to SortedNCE.
 
     ``transform`` returns packed codes: ``uint8`` of shape ``(n_samples, ceil(n_bits / 8))``,
     bit ``j`` in byte ``j // 8`` at position ``j % 8`` from the least significant bit (the
@@ -45,15 +68,14 @@ class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, Transforme
     sorter : {"torchsort", "softsort", "none"}, default="torchsort"
         Differentiable sorter: torchsort's soft sort anchoring a SoftSort kernel, pure
         PyTorch SoftSort, or no sorting (the anchor's other view first: with
-        ``n_positives=1`` SortedNCE is then plain InfoNCE, the ablation). Both sorters give
-        candidates tied in Hamming distance the mean gradient of their sorted positions, so
-        training depends on no tie order; at ``regularization_strength`` up to 1.0 they
-        then compute the same loss and gradient, and softsort is the cheaper.
+        ``n_positives=1`` SortedNCE is then plain InfoNCE). Both sorters give candidates
+        tied in Hamming distance the mean gradient of their sorted positions, so training
+        depends on no tie order; at ``regularization_strength`` up to 1.0 they compute the
+        same loss and gradient, and softsort is the cheaper.
     n_positives : int or "auto", default="auto"
-        ``m``: leading sorted positions treated as positives by SortedNCE. "auto" is 4 below
-        32 bits and 8 from 32 bits on: short codes take few Hamming values (17 at 16 bits),
-        and m = 4 measured better than 8 there (20 Newsgroups, 16 bits, 3 seeds: mAP@100
-        0.499 against 0.490), while at 32 and 64 bits m = 8 is what the benchmarks use.
+        ``m``: leading sorted positions treated as positives by SortedNCE. "auto" is 4
+        below 32 bits and 8 from 32 bits on (short codes take few distinct Hamming
+        values). Must be smaller than the batch.
     temperature : float, default=0.2
         SortedNCE temperature ``tau``.
     sort_temperature : float, default=1.0
@@ -64,14 +86,11 @@ class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, Transforme
         smaller is harder. Up to 1.0 its sorted values equal the hard sort (similarities lie
         in [0, 1]); gaps of one Hamming step are smoothed from about ``n_bits`` on.
     sorted_weight : float, default=0.1
-        Weight of SortedNCE.
+        Weight of SortedNCE. 0 skips the sort: plain contrastive hashing, about 0.6x the
+        training time.
     code_nce_weight : float, default=1.0
-        Weight of an NT-Xent term between the two views' codes (plain contrastive hashing).
-        The defaults (code NCE plus 0.1 SortedNCE, strong augmentation, neighbour mixing)
-        measured best on feature vectors; the faithful NSH of the paper is
-        ``sorted_weight=1.0, code_nce_weight=0.0, noise_std=0.3, feature_dropout=0.1,
-        mix_neighbors=0``, and plain contrastive hashing is ``sorted_weight=0.0`` (with
-        ``mix_neighbors=0``, as it was benchmarked before neighbour mixing).
+        Weight of an NT-Xent term between the two views' codes. The paper's NSH is
+        ``sorted_weight=1.0, code_nce_weight=0.0`` (see the user guide).
     code_temperature : float, default=0.5
         Temperature of that term.
     quantization_weight : float, default=0.0
@@ -99,22 +118,19 @@ class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, Transforme
         training, each row gets ``mix_neighbors`` more views ``x + w (x_nn - x)``, one per
         nearest training row ``x_nn`` (cosine), ``w`` uniform in [0, ``mix_weight``];
         training then draws two distinct views of each sample per step (and applies
-        ``augment`` to each), as with multi-view input. Views reach toward each sample's
-        neighbourhood: better codes with or without the sorted term (mAP@k 0 to
-        +0.018 for NSH on 20 Newsgroups and CIFAR-10, more for plain contrastive hashing:
-        docs/benchmarks.md). It holds ``1 + mix_neighbors`` copies of the
-        training set in memory and finds the neighbours by brute force (O(n_samples^2));
-        0 turns it off.
+        ``augment`` to each). Views that reach toward each sample's neighbourhood give
+        better codes. Costs ``1 + mix_neighbors`` copies of the training set in memory and
+        a brute-force neighbour search (O(n_samples^2)); 0 turns it off.
     mix_weight : float, default=1.0
         Largest mixing weight ``w`` (0 leaves the views equal to the input).
     batch_size : int, default=128
-        Training batch size (the sorted lists have this length). Incomplete last batches
-        are dropped.
+        Training batch size (the sorted lists have this length; the sort costs
+        O(batch_size^2) per sample). Incomplete last batches are dropped.
     max_epochs : int, default=50
         Training epochs.
     lr : float, default=1e-3
         Adam learning rate.
-    device : str, default="auto"
+    device : str or torch.device, default="auto"
         Torch device; "auto" picks CUDA when available.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and augmentation. With a fixed seed, the same
@@ -152,6 +168,40 @@ class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, Transforme
     >>> codes.shape, codes.dtype
     ((1797, 4), dtype('uint8'))
     """
+
+    #: The skorch net class :meth:`_make_net` builds; a subclass may change the training step.
+    net_class = NSHNet
+
+    _parameter_constraints = {
+        "n_bits": [Interval(Integral, 1, None, closed="left")],
+        "sorter": [StrOptions({"torchsort", "softsort", "none"})],
+        "n_positives": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "temperature": _positive(),
+        "sort_temperature": _positive(),
+        "regularization_strength": _positive(),
+        "sorted_weight": _non_negative(),
+        "code_nce_weight": _non_negative(),
+        "code_temperature": _positive(),
+        "quantization_weight": _non_negative(),
+        "hidden_sizes": [tuple, list],
+        "latent_dim": [Interval(Integral, 1, None, closed="left")],
+        "encoder": [torch.nn.Module, None],
+        "augment": [StrOptions({"noise"}), callable, None],
+        "noise_std": _non_negative(),
+        "feature_dropout": [Interval(Real, 0, 1, closed="left")],
+        "mix_neighbors": _non_negative(Integral),
+        "mix_weight": [Interval(Real, 0, 1, closed="both")],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr": _positive(),
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "callbacks": [list, None],
+        "net_kwargs": [dict, None],
+    }
+
+    _safe_values = ("n_features_in_", "n_bytes_", "multi_view_")
 
     def __init__(
         self,
@@ -210,70 +260,6 @@ class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, Transforme
         self.callbacks = callbacks
         self.net_kwargs = net_kwargs
 
-    # ------------------------------------------------------------------ validation
-    def _check_params(self):
-        def positive_int(name, minimum=1):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-        def non_negative(name, strict=False):
-            value = getattr(self, name)
-            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-            if not ok or value < 0 or (strict and value == 0):
-                bound = "> 0" if strict else ">= 0"
-                raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-
-        positive_int("n_bits")
-        if isinstance(self.n_positives, str):
-            if self.n_positives != "auto":
-                raise ValueError(f"n_positives must be 'auto' or an integer >= 1, got {self.n_positives!r}")
-        else:
-            positive_int("n_positives")
-        positive_int("batch_size", minimum=2)
-        positive_int("max_epochs")
-        positive_int("latent_dim")
-        positive_int("mix_neighbors", minimum=0)
-        for name in ("temperature", "sort_temperature", "regularization_strength", "code_temperature", "lr"):
-            non_negative(name, strict=True)
-        for name in ("sorted_weight", "code_nce_weight", "quantization_weight", "noise_std"):
-            non_negative(name)
-        if not (isinstance(self.feature_dropout, numbers.Real) and 0 <= self.feature_dropout < 1):
-            raise ValueError(f"feature_dropout must be in [0, 1), got {self.feature_dropout!r}")
-        if not (isinstance(self.mix_weight, numbers.Real) and not isinstance(self.mix_weight, bool)
-                and 0 <= self.mix_weight <= 1):
-            raise ValueError(f"mix_weight must be in [0, 1], got {self.mix_weight!r}")
-        if self.sorter not in ("torchsort", "softsort", "none"):
-            raise ValueError(f"sorter must be 'torchsort', 'softsort' or 'none', got {self.sorter!r}")
-        if self.sorted_weight == 0 and self.code_nce_weight == 0:
-            raise ValueError("sorted_weight and code_nce_weight are both 0: nothing to train")
-        if not (self.augment in ("noise", None) or callable(self.augment)):
-            raise ValueError(f"augment must be 'noise', a callable or None, got {self.augment!r}")
-        if self.encoder is not None and not isinstance(self.encoder, torch.nn.Module):
-            raise TypeError(f"encoder must be a torch.nn.Module or None, got {type(self.encoder).__name__}")
-        sizes = self.hidden_sizes
-        if not (isinstance(sizes, (tuple, list)) and all(
-                isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in sizes)):
-            raise ValueError(f"hidden_sizes must be a tuple of positive integers, got {sizes!r}")
-        resolve_device(self.device)  # raises for a device torch would not accept
-
-    def _resolve_n_positives(self):
-        if isinstance(self.n_positives, str):  # "auto", checked in _check_params
-            return 4 if self.n_bits < 32 else 8
-        return self.n_positives
-
-    def _validate_X(self, X, reset):
-        # A custom encoder may take images (n, C, H, W); so may multi-view input (n, views, d).
-        return validate_data(
-            self,
-            X,
-            reset=reset,
-            accept_sparse=False,
-            dtype=[np.float32, np.float64],
-            allow_nd=True,
-            ensure_min_samples=1,
-        )
-
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
         """Train the hashing network on ``X`` (labels are ignored).
@@ -293,95 +279,100 @@ class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, Transforme
         self : NSHTransformer
         """
         self._check_params()
-        X = self._validate_X(X, reset=True)
+        X, multi_view = self._validate_training_input(X)
+        rng = check_random_state(self.random_state)
+        torch_seed, views_seed = rng.randint(_MAX_SEED), rng.randint(_MAX_SEED)
+        views = self._make_views()
+        X_train = views.prepare(X, multi_view=multi_view, random_state=views_seed)
+        sample_shape = X_train.shape[2:] if views.multi_view_ else X_train.shape[1:]
+        device = resolve_device(self.device)
+        with _seeded_torch(torch_seed, device):
+            net = self._make_net(self._make_module(sample_shape), views, device, min(self.batch_size, len(X)))
+            net.fit(X_train, None)
+        self.net_ = _finished_training(net, self.max_epochs)
+        self.multi_view_ = multi_view
+        self.n_bytes_ = n_bytes_for(self.n_bits)
+        self._record_versions()
+        return self
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self):
+        self._validate_params()
+        if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be a tuple of positive integers, got {self.hidden_sizes!r}")
+        if self.sorted_weight == 0 and self.code_nce_weight == 0:
+            raise ValueError("sorted_weight and code_nce_weight are both 0: nothing to train")
+        resolve_device(self.device)  # raises for a device torch would not accept
+
+    def _n_positives(self):
+        """``n_positives`` with "auto" resolved from the code length."""
+        if self.n_positives == "auto":
+            return 4 if self.n_bits < 32 else 8
+        return self.n_positives
+
+    def _validate_training_input(self, X):
+        """Float32 training input and whether it holds several views per sample."""
+        # A custom encoder may take images (n, C, H, W); so may multi-view input (n, views, d).
+        X = validate_data(self, X, accept_sparse=False, dtype=[np.float32, np.float64], allow_nd=True)
         n_samples = X.shape[0]
         if n_samples < 2:
             raise ValueError(
                 f"NSHTransformer needs at least 2 samples to train (found n_samples = {n_samples}): "
                 "each sample is contrasted with the others in its batch"
             )
-        batch_size = min(self.batch_size, n_samples)
-        n_positives = self._resolve_n_positives()
+        batch_size, n_positives = min(self.batch_size, n_samples), self._n_positives()
         if self.sorted_weight and batch_size <= n_positives:
             raise ValueError(
                 f"too few samples for a batch: batch size {batch_size} (batch_size={self.batch_size}, "
                 f"n_samples={n_samples}) must exceed n_positives={n_positives}"
-                + (" (from 'auto')" if isinstance(self.n_positives, str) else "")
+                + (" (from 'auto')" if self.n_positives == "auto" else "")
                 + "; lower n_positives or give more samples"
             )
-        multi_view = self.encoder is None and X.ndim == 3
         if self.encoder is None and X.ndim not in (2, 3):
             raise ValueError(
                 f"expected 2-D feature vectors (n_samples, n_features) or 3-D views (n_samples, n_views, "
                 f"n_features), got shape {X.shape}; pass encoder= for other input"
             )
-        if multi_view and X.shape[1] < 2 and self.augment is None:
-            raise ValueError("multi-view input needs at least 2 views per sample, or an augment")
+        multi_view = self.encoder is None and X.ndim == 3
         if multi_view:
             # Views are not features: transform takes single (n_samples, n_features) rows.
             self.n_features_in_ = X.shape[2]
         X = np.asarray(X, dtype=np.float32)  # a copy only if needed; never written to
-        if not X.flags.writeable:
-            X = X.copy()  # torch cannot wrap a read-only array without copying anyway
+        # torch cannot wrap a read-only array without copying anyway.
+        return (X if X.flags.writeable else X.copy()), multi_view
 
-        device = resolve_device(self.device)
-        rng = check_random_state(self.random_state)
-        seed = rng.randint(np.iinfo(np.int32).max)
-        train_on = X
-        if self.encoder is None and X.ndim == 2 and self.mix_neighbors:
-            # Drawn after the torch seed, so that seed is the one it was before mixing existed.
-            mix_seed = rng.randint(np.iinfo(np.int32).max)
-            train_on = neighbor_mix_views(X, self.mix_neighbors, self.mix_weight, mix_seed)
-        devices = [torch.cuda.current_device()] if torch.device(device).type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            net = self._build_net(train_on, device, batch_size, train_on.ndim == 3 and self.encoder is None)
-            net.fit(train_on, None)
+    # ------------------------------------------------------------------ hooks
+    def _make_views(self):
+        """The :class:`~sortedhash.views.TrainingViews` of this estimator's parameters."""
+        augment = FeatureNoise(self.noise_std, self.feature_dropout) if self.augment == "noise" else self.augment
+        mix_neighbors = self.mix_neighbors if self.encoder is None else 0
+        return TrainingViews(augment, mix_neighbors=mix_neighbors, mix_weight=self.mix_weight)
 
-        # skorch turns a KeyboardInterrupt into a clean stop; its history then ends with the
-        # row of the epoch that was cut short, which has no loss.
-        partial = len(net.history) and "train_loss" not in net.history[-1]
-        if partial:
-            net.history.pop()
-        done = len(net.history)
-        if done == 0:
-            raise RuntimeError("training was interrupted before the first epoch ended; the estimator is not fitted")
-        if done < self.max_epochs:
-            warnings.warn(
-                f"training stopped after {done} of {self.max_epochs} epochs (interrupted); the "
-                f"estimator is fitted with the {done} epochs done"
-                + (" and part of the next" if partial else ""),
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        self.net_ = net
-        self.multi_view_ = multi_view
-        self.n_bytes_ = n_bytes_for(self.n_bits)
-        self._record_versions()
-        return self
-
-    def _build_net(self, X, device, batch_size, multi_view):
+    def _make_module(self, sample_shape):
+        """The hashing network for samples of ``sample_shape`` (one view, without the batch axis)."""
         if self.encoder is None:
-            backbone = MLPBackbone(X.shape[-1], tuple(self.hidden_sizes))
-            backbone_dim = backbone.out_features
+            backbone = MLPBackbone(sample_shape[-1], tuple(self.hidden_sizes))
+            width = backbone.out_features
         else:
             backbone = copy.deepcopy(self.encoder)
-            backbone_dim = self._probe_width(backbone, X)
-        module = HashingNetwork(backbone, backbone_dim, self.n_bits, self.latent_dim)
+            width = _output_width(backbone, sample_shape)
+        return HashingNetwork(backbone, width, self.n_bits, self.latent_dim)
+
+    def _make_criterion(self):
+        """The loss: :class:`~sortedhash.nn.NSHLoss` with this estimator's parameters."""
         sorter = make_sorter(self.sorter, self.n_bits, self.sort_temperature, self.regularization_strength)
-        criterion = NSHLoss(
+        return NSHLoss(
             sorter,
-            n_positives=self._resolve_n_positives(),
+            n_positives=self._n_positives(),
             temperature=self.temperature,
             sorted_weight=self.sorted_weight,
             code_nce_weight=self.code_nce_weight,
             code_temperature=self.code_temperature,
             quantization_weight=self.quantization_weight,
         )
-        if self.augment == "noise":
-            augment = FeatureNoise(self.noise_std, self.feature_dropout)
-        else:
-            augment = self.augment
+
+    def _make_net(self, module, views, device, batch_size):
+        """The skorch net (:attr:`net_class`) that trains ``module`` on ``views``."""
         callbacks = [("stop_on_non_finite", StopOnNonFiniteLoss())]
         if self.verbose == 1:
             callbacks.append(("progress", EpochProgressBar(desc=f"NSH {self.n_bits} bits")))
@@ -399,20 +390,7 @@ class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, Transforme
             verbose=int(self.verbose >= 2),
         )
         kwargs.update(self.net_kwargs or {})
-        net = NSHNet(module, criterion=criterion, augment=augment, **kwargs)
-        net.multi_view_ = multi_view
-        return net
-
-    @staticmethod
-    def _probe_width(backbone, X):
-        with torch.no_grad():
-            was_training = backbone.training
-            backbone.eval()
-            out = backbone(torch.as_tensor(X[:2]))
-            backbone.train(was_training)
-        if out.ndim != 2:
-            raise ValueError(f"encoder must return a 2-D (batch, features) tensor, got shape {tuple(out.shape)}")
-        return out.shape[1]
+        return self.net_class(module, criterion=self._make_criterion(), views=views, **kwargs)
 
     # ------------------------------------------------------------------ transform
     def transform(self, X):
@@ -448,6 +426,35 @@ class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, Transforme
             module.train(was_training)
         return codes
 
+    # ------------------------------------------------------------------ safe format
+    def _to_safe_state(self):
+        params, arrays, values = super()._to_safe_state()
+        for key in ("encoder", "callbacks"):
+            if params[key] is not None:
+                raise ValueError(
+                    f"save() cannot store {key}={type(params[key]).__name__}: its code would have to "
+                    "be rebuilt on load. Use joblib for such a model (and load only files you trust)."
+                )
+        if callable(params["augment"]):
+            raise ValueError("save() cannot store a callable augment; use joblib for such a model")
+        arrays.update({f"module.{k}": v for k, v in self.net_.module_.state_dict().items()})
+        values["history"] = self.net_.history.to_list()
+        return params, arrays, values
+
+    @classmethod
+    def _from_safe_state(cls, params, arrays, values):
+        from skorch.history import History
+
+        params["hidden_sizes"] = tuple(params["hidden_sizes"])  # JSON holds it as a list
+        estimator = super()._from_safe_state(params, arrays, values)
+        module = estimator._make_module((estimator.n_features_in_,))
+        module.load_state_dict({k[len("module."):]: torch.from_numpy(v) for k, v in arrays.items()
+                                if k.startswith("module.")}, strict=True)
+        net = estimator._make_net(module, estimator._make_views(), "cpu", estimator.batch_size).initialize()
+        net.history = History(values.get("history", []))
+        estimator.net_ = net
+        return estimator
+
     # ------------------------------------------------------------------ sklearn plumbing
     @property
     def history_(self):
@@ -471,3 +478,49 @@ class NSHTransformer(VersionedMixin, ClassNamePrefixFeaturesOutMixin, Transforme
         tags.input_tags.sparse = False
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+@contextlib.contextmanager
+def _seeded_torch(seed, device):
+    """torch's RNG seeded with ``seed`` inside the block, and as it was after it."""
+    devices = [torch.cuda.current_device()] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _output_width(backbone, sample_shape):
+    """Width of a custom backbone's 2-D output, probed on two zero samples."""
+    device = next(backbone.parameters(), torch.empty(0)).device
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            out = backbone(torch.zeros((2, *sample_shape), device=device))
+    finally:
+        backbone.train(was_training)
+    if out.ndim != 2:
+        raise ValueError(f"encoder must return a 2-D (batch, features) tensor, got shape {tuple(out.shape)}")
+    return out.shape[1]
+
+
+def _finished_training(net, max_epochs):
+    """``net`` once its history is clean; warns when training stopped early.
+
+    skorch turns a KeyboardInterrupt into a clean stop; its history then ends with the
+    row of the epoch that was cut short, which has no loss.
+    """
+    partial = len(net.history) and "train_loss" not in net.history[-1]
+    if partial:
+        net.history.pop()
+    done = len(net.history)
+    if done == 0:
+        raise RuntimeError("training was interrupted before the first epoch ended; the estimator is not fitted")
+    if done < max_epochs:
+        warnings.warn(
+            f"training stopped after {done} of {max_epochs} epochs (interrupted); the estimator is "
+            f"fitted with the {done} epochs done" + (" and part of the next" if partial else ""),
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return net

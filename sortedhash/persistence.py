@@ -3,16 +3,18 @@
 Unpickling (joblib, pickle) runs whatever code the file names, so a model file from
 elsewhere is a program. ``save`` writes one `safetensors <https://github.com/huggingface/safetensors>`_
 file instead: the arrays (network weights, projections, stored codes) as tensors, and the
-constructor parameters, the small fitted state, the training history and the library
-versions as JSON in its header. ``load`` reads only that: it rebuilds estimators of the
-classes listed below from their parameters, never imports or calls anything a file names,
-and checks a SHA-256 digest of the arrays, so a truncated or edited file is refused.
+constructor parameters, the small fitted state and the library versions as JSON in its
+header. ``load`` reads only that: it rebuilds estimators of the accepted classes from their
+parameters, never imports or calls anything a file names, and checks a SHA-256 digest of
+the arrays, so a truncated or edited file is refused.
+
+What each estimator stores is its own business (``_to_safe_state`` / ``_from_safe_state``,
+see :class:`sortedhash._safe_state.SafeStateMixin`); this module knows only the format.
 
 Why not skops: skops refuses unknown types unless the caller trusts them, and a fitted
 ``NSHTransformer`` holds skorch and torch objects that would all have to be trusted,
-which gives back what a safe format is for. Only the built-in MLP encoder can be saved
-this way; a model with your own ``encoder`` module needs its code to be rebuilt, so use
-joblib for it (and load only files you trust).
+which gives back what a safe format is for. A model with your own ``encoder`` module needs
+its code to be rebuilt, so use joblib for it (and load only files you trust).
 """
 
 import hashlib
@@ -29,30 +31,14 @@ SAFE_FORMAT = "sortedhash-safe"
 _FORMAT_VERSION = "1"
 
 
-def _registry():
+def _accepted_classes():
+    """The estimator classes a file may name, by name (imported late: they import torch models)."""
     from .linear_hashing import ITQTransformer, LSHTransformer, PCAHashTransformer
     from .neighbors import HammingNeighbors
     from .nsh import NSHTransformer
 
-    return {cls.__name__: cls for cls in (NSHTransformer, LSHTransformer, PCAHashTransformer,
-                                          ITQTransformer, HammingNeighbors)}
-
-
-# Fitted attributes kept per class: arrays go to tensors, the rest to JSON.
-_ARRAY_ATTRS = {
-    "LSHTransformer": ("mean_", "projection_"),
-    "PCAHashTransformer": ("mean_", "projection_"),
-    "ITQTransformer": ("mean_", "projection_"),
-    "HammingNeighbors": ("_fit_X",),
-    "NSHTransformer": (),
-}
-_JSON_ATTRS = {
-    "LSHTransformer": ("n_features_in_", "n_bytes_"),
-    "PCAHashTransformer": ("n_features_in_", "n_bytes_"),
-    "ITQTransformer": ("n_features_in_", "n_bytes_"),
-    "HammingNeighbors": ("n_samples_fit_", "n_features_in_", "n_bits_"),
-    "NSHTransformer": ("n_features_in_", "n_bytes_", "multi_view_"),
-}
+    classes = (NSHTransformer, LSHTransformer, PCAHashTransformer, ITQTransformer, HammingNeighbors)
+    return {cls.__name__: cls for cls in classes}
 
 
 def _digest(tensors):
@@ -66,12 +52,19 @@ def _digest(tensors):
     return h.hexdigest()
 
 
-def _json_safe(value):
+def _json_default(value):
+    """JSON for the numpy scalars and arrays that fitted state and parameters hold."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
-    return value
+    raise TypeError(f"{type(value).__name__} cannot be stored in the safe format")
+
+
+def _as_tensor(array):
+    if isinstance(array, torch.Tensor):
+        return array.detach().cpu().contiguous()
+    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def save(estimator, path):
@@ -88,36 +81,17 @@ def save(estimator, path):
     from sklearn.utils.validation import check_is_fitted
 
     name = type(estimator).__name__
-    if name not in _registry() or type(estimator) is not _registry()[name]:
-        raise TypeError(f"save() supports {sorted(_registry())}, got {name}; use joblib for other objects")
+    if _accepted_classes().get(name) is not type(estimator):
+        raise TypeError(f"save() supports {sorted(_accepted_classes())}, got {name}; use joblib for other objects")
     check_is_fitted(estimator)
-    params = estimator.get_params(deep=False)
-    tensors, state = {}, {}
-    if name == "NSHTransformer":
-        for key in ("encoder", "callbacks"):
-            if params[key] is not None:
-                raise ValueError(
-                    f"save() cannot store {key}={type(params[key]).__name__}: its code would have to "
-                    "be rebuilt on load. Use joblib for such a model (and load only files you trust)."
-                )
-        if callable(params["augment"]):
-            raise ValueError("save() cannot store a callable augment; use joblib for such a model")
-        module = estimator.net_.module_
-        tensors.update({f"module.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
-        state["history"] = json.loads(json.dumps(estimator.net_.history.to_list(), default=str))
-        params["hidden_sizes"] = list(params["hidden_sizes"])
-    for attr in _ARRAY_ATTRS[name]:
-        tensors[f"attr.{attr}"] = torch.from_numpy(np.ascontiguousarray(getattr(estimator, attr)))
-    for attr in _JSON_ATTRS[name]:
-        state[attr] = _json_safe(getattr(estimator, attr))
-    if hasattr(estimator, "feature_names_in_"):
-        state["feature_names_in_"] = [str(f) for f in estimator.feature_names_in_]
+    params, arrays, values = estimator._to_safe_state()
+    tensors = {key: _as_tensor(array) for key, array in arrays.items()}
     metadata = {
         "format": SAFE_FORMAT,
         "format_version": _FORMAT_VERSION,
         "class": name,
-        "params": json.dumps({k: _json_safe(v) for k, v in params.items()}),
-        "state": json.dumps(state),
+        "params": json.dumps(params, default=_json_default),
+        "state": json.dumps(values, default=_json_default),
         "versions": json.dumps(getattr(estimator, "_sortedhash_versions", None) or current_versions()),
         "sha256": _digest(tensors),
     }
@@ -163,44 +137,17 @@ def load(path):
         raise _invalid(path, f"format version {metadata.get('format_version')!r} is not supported")
     if metadata.get("sha256") != _digest(tensors):
         raise _invalid(path, "its arrays do not match their recorded digest (the file was altered)")
-    registry = _registry()
-    name = metadata.get("class")
-    if name not in registry:
-        raise _invalid(path, f"unknown estimator class {name!r}")
+    cls = _accepted_classes().get(metadata.get("class"))
+    if cls is None:
+        raise _invalid(path, f"unknown estimator class {metadata.get('class')!r}")
     try:
         params = json.loads(metadata["params"])
-        state = json.loads(metadata["state"])
+        values = json.loads(metadata["state"])
         versions = json.loads(metadata["versions"])
     except (KeyError, json.JSONDecodeError) as exc:
         raise _invalid(path, f"its header is incomplete ({exc})") from None
     check_versions(versions)
-
-    if name == "NSHTransformer":
-        params["hidden_sizes"] = tuple(params["hidden_sizes"])
-    estimator = registry[name](**params)
-    for attr, value in state.items():
-        if attr == "history":
-            continue
-        setattr(estimator, attr, np.asarray(value, dtype=object) if attr == "feature_names_in_" else value)
-    for attr in _ARRAY_ATTRS[name]:
-        setattr(estimator, attr, tensors[f"attr.{attr}"].numpy().copy())
+    arrays = {key: tensor.numpy().copy() for key, tensor in tensors.items()}
+    estimator = cls._from_safe_state(params, arrays, values)
     estimator._sortedhash_versions = versions
-    if name == "NSHTransformer":
-        _restore_network(estimator, tensors, state.get("history", []))
-    elif name == "HammingNeighbors":
-        estimator._build_index()
     return estimator
-
-
-def _restore_network(estimator, tensors, history):
-    from skorch.history import History
-
-    weights = {k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")}
-    net = estimator._build_net(
-        np.zeros((2, estimator.n_features_in_), dtype=np.float32), "cpu", estimator.batch_size,
-        estimator.multi_view_,
-    )
-    net.initialize()
-    net.module_.load_state_dict(weights, strict=True)
-    net.history = History(history)
-    estimator.net_ = net

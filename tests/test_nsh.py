@@ -13,6 +13,9 @@ from sklearn.pipeline import make_pipeline, Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sortedhash import NSHTransformer, unpack_codes
+from sortedhash._skorch import NSHNet
+from sortedhash.nn import FeatureNoise
+from sortedhash.views import TrainingViews
 from sortedhash.metrics import make_map_scorer, mean_average_precision
 
 from .conftest import small_nsh
@@ -184,10 +187,10 @@ def test_non_finite_loss_stops_with_clear_error(digits):
         (dict(feature_dropout=1.0), "feature_dropout"),
         (dict(sorted_weight=0.0, code_nce_weight=0.0), "nothing to train"),
         (dict(hidden_sizes=(0,)), "hidden_sizes"),
-        (dict(n_positives="many"), "n_positives must be 'auto' or an integer"),
+        (dict(n_positives="many"), "'n_positives' parameter of NSHTransformer"),
         (dict(n_positives=0), "n_positives"),
         (dict(device="gpu"), "device must be 'auto' or a torch device"),
-        (dict(device=3.5), "device must be 'auto' or a torch device"),
+        (dict(device=3.5), "'device' parameter of NSHTransformer"),
     ],
 )
 def test_invalid_parameters(digits, params, match):
@@ -278,3 +281,89 @@ def test_cuda_training_matches_cpu_quality(digits):
         maps[device] = mean_average_precision(codes[:200], y[:200], codes[200:], y[200:])
     assert _torchsort_has_cuda()
     assert abs(maps["cuda"] - maps["cpu"]) < 0.05
+
+
+class InterruptAt(Callback):
+    def __init__(self, epoch, on_batch=False):
+        self.epoch, self.on_batch = epoch, on_batch
+
+    def on_batch_end(self, net, **kwargs):
+        if self.on_batch and len(net.history) == self.epoch:
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, net, **kwargs):
+        if not self.on_batch and len(net.history) == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_leaves_a_fitted_model_and_says_so(digits):
+    X, _ = digits
+    model = small_nsh(max_epochs=5, callbacks=[InterruptAt(2)])
+    with pytest.warns(RuntimeWarning, match="stopped after 2 of 5 epochs"):
+        model.fit(X[:200])
+    assert len(model.history_) == 2
+    assert model.transform(X[:10]).shape == (10, 2)
+
+
+def test_keyboard_interrupt_in_first_epoch_leaves_it_unfitted(digits):
+    from sklearn.exceptions import NotFittedError
+
+    X, _ = digits
+    model = small_nsh(max_epochs=5, callbacks=[InterruptAt(1, on_batch=True)])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        model.fit(X[:200])
+    with pytest.raises(NotFittedError):
+        model.transform(X[:10])
+
+
+class ScaledLoss(torch.nn.Module):
+    """A criterion wrapping the estimator's own, to see that the hook's loss is the one trained."""
+
+    def __init__(self, inner, scale):
+        super().__init__()
+        self.inner, self.scale = inner, scale
+
+    def forward(self, view_a, view_b):
+        return self.scale * self.inner(view_a, view_b)
+
+
+class CountingNet(NSHNet):
+    def train_step_single(self, batch, **fit_params):
+        self.steps_ = getattr(self, "steps_", 0) + 1
+        return super().train_step_single(batch, **fit_params)
+
+
+class HookedNSH(NSHTransformer):
+    net_class = CountingNet
+
+    def _make_criterion(self):
+        return ScaledLoss(super()._make_criterion(), 10.0)
+
+    def _make_module(self, sample_shape):
+        self.sample_shape_seen_ = sample_shape
+        return super()._make_module(sample_shape)
+
+
+def test_subclass_hooks_build_the_parts_without_patching(digits):
+    X, _ = digits
+    params = dict(n_bits=16, hidden_sizes=(32,), latent_dim=16, max_epochs=2, batch_size=32, n_positives=2,
+                  random_state=0, mix_neighbors=0)
+    hooked = HookedNSH(**params).fit(X[:200])
+    plain = NSHTransformer(**params).fit(X[:200])
+    assert isinstance(hooked.net_, CountingNet) and hooked.net_.steps_ == 2 * (200 // 32)
+    assert isinstance(hooked.net_.criterion_, ScaledLoss)
+    assert hooked.sample_shape_seen_ == (X.shape[1],)
+    # Same seed, same data: the first epoch's loss is the plain one scaled by 10.
+    assert hooked.history_[0, "train_loss"] == pytest.approx(10 * plain.history_[0, "train_loss"], rel=1e-5)
+    assert type(NSHTransformer(**params).fit(X[:100]).net_) is NSHNet
+
+
+def test_views_are_the_nets_constructor_argument(digits):
+    X, _ = digits
+    model = small_nsh(mix_neighbors=3, max_epochs=1).fit(X[:200])
+    views = model.net_.views
+    assert isinstance(views, TrainingViews) and views.multi_view_
+    assert model.net_.get_params()["views"] is views
+    assert isinstance(views.augment, FeatureNoise)
+    assert (views.augment.noise_std, views.augment.dropout) == (model.noise_std, model.feature_dropout)
+    assert small_nsh(mix_neighbors=0, max_epochs=1).fit(X[:100]).net_.views.multi_view_ is False

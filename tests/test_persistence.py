@@ -7,7 +7,6 @@ import warnings
 import joblib
 import numpy as np
 import pytest
-from skorch.callbacks import Callback
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -160,39 +159,6 @@ def test_nothing_is_fetched(digits, tmp_path, monkeypatch):
     HammingNeighbors().fit(codes).kneighbors(codes[:5])
     save(model, tmp_path / "m.safetensors")
     load(tmp_path / "m.safetensors").transform(X[:5])
-
-
-class InterruptAt(Callback):
-    def __init__(self, epoch, on_batch=False):
-        self.epoch, self.on_batch = epoch, on_batch
-
-    def on_batch_end(self, net, **kwargs):
-        if self.on_batch and len(net.history) == self.epoch:
-            raise KeyboardInterrupt
-
-    def on_epoch_end(self, net, **kwargs):
-        if not self.on_batch and len(net.history) == self.epoch:
-            raise KeyboardInterrupt
-
-
-def test_keyboard_interrupt_leaves_a_fitted_model_and_says_so(digits):
-    X, _ = digits
-    model = small_nsh(max_epochs=5, callbacks=[InterruptAt(2)])
-    with pytest.warns(RuntimeWarning, match="stopped after 2 of 5 epochs"):
-        model.fit(X[:200])
-    assert len(model.history_) == 2
-    assert model.transform(X[:10]).shape == (10, 2)
-
-
-def test_keyboard_interrupt_in_first_epoch_leaves_it_unfitted(digits):
-    from sklearn.exceptions import NotFittedError
-
-    X, _ = digits
-    model = small_nsh(max_epochs=5, callbacks=[InterruptAt(1, on_batch=True)])
-    with pytest.raises(RuntimeError, match="not fitted"):
-        model.fit(X[:200])
-    with pytest.raises(NotFittedError):
-        model.transform(X[:10])
 
 
 def test_writes_nothing_outside_the_paths_given(tmp_path):

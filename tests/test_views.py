@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from sortedhash._neighbor_mixing import neighbor_mix_views
+import torch
+
+from sortedhash.views import TrainingViews, neighbor_mix_views
 
 from .conftest import small_nsh
 
@@ -51,9 +53,9 @@ def test_estimator_trains_on_mixed_views_of_2d_input(digits):
     X, _ = digits
     model = small_nsh(mix_neighbors=3, max_epochs=1).fit(X[:200])
     assert not model.multi_view_  # the user gave feature vectors
-    assert model.net_.multi_view_  # the net drew two of the 4 views per sample
+    assert model.net_.views.multi_view_  # the net drew two of the 4 views per sample
     off = small_nsh(mix_neighbors=0, max_epochs=1).fit(X[:200])
-    assert not off.net_.multi_view_
+    assert not off.net_.views.multi_view_
     assert not np.array_equal(model.transform(X[:100]), off.transform(X[:100]))
 
 
@@ -67,3 +69,35 @@ def test_invalid_mixing_parameters(digits, params, match):
     X, _ = digits
     with pytest.raises(ValueError, match=match):
         small_nsh(**params).fit(X[:100])
+
+
+def test_prepare_mixes_feature_vectors_only():
+    X = np.random.default_rng(3).standard_normal((30, 4)).astype(np.float32)
+    mixing = TrainingViews(mix_neighbors=2, mix_weight=0.5)
+    prepared = mixing.prepare(X, random_state=0)
+    assert prepared.shape == (30, 3, 4) and mixing.multi_view_
+    np.testing.assert_array_equal(prepared, neighbor_mix_views(X, 2, 0.5, random_state=0))
+    given = np.stack([X, X + 1], axis=1)
+    views = TrainingViews(mix_neighbors=2)
+    assert views.prepare(given, multi_view=True) is given and views.multi_view_
+    plain = TrainingViews()
+    assert plain.prepare(X) is X and not plain.multi_view_
+    with pytest.raises(ValueError, match="at least 2 views"):
+        TrainingViews().prepare(X[:, None, :], multi_view=True)
+
+
+def test_two_distinct_views_of_each_sample_then_the_augmentation():
+    n, n_views = 64, 3
+    # View v of sample i is filled with 10 * i + v: which view was drawn can be read back.
+    batch = torch.tensor([[[10.0 * i + v] * 2 for v in range(n_views)] for i in range(n)])
+    views = TrainingViews()
+    views.prepare(batch.numpy(), multi_view=True)
+    torch.manual_seed(0)
+    a, b = views(batch)
+    drawn_a, drawn_b = (a[:, 0] - 10 * torch.arange(n)).long(), (b[:, 0] - 10 * torch.arange(n)).long()
+    assert torch.all(drawn_a != drawn_b) and set(drawn_a.tolist()) == set(range(n_views))
+    flip = TrainingViews(augment=lambda x: -x)
+    flip.prepare(batch[:, 0].numpy())
+    a, b = flip(batch[:, 0])
+    torch.testing.assert_close(a, -batch[:, 0])
+    torch.testing.assert_close(b, -batch[:, 0])
