@@ -9,7 +9,7 @@ from .conftest import small_nsh
 # Expected failures, with the reason each check cannot pass.
 _FLOAT_INPUT = (
     "feeds float (or object, complex, 1-D) data; HammingNeighbors takes only packed uint8 "
-    "codes and refuses anything else with a TypeError/ValueError by design (issue #3). The "
+    "codes and refuses anything else with a TypeError/ValueError by design. The "
     "same contract with uint8 codes is tested in tests/neighbors/test_hamming.py"
 )
 HAMMING_EXPECTED_FAILURES = {

@@ -1,15 +1,19 @@
 """HammingNeighbors: exact nearest neighbours over packed binary codes."""
 
-import numbers
+from numbers import Integral
 
 import numpy as np
-from scipy import sparse
+from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator
+from sklearn.neighbors._base import KNeighborsMixin, RadiusNeighborsMixin
+from sklearn.utils import check_scalar
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._safe_state import SafeStateMixin
 from .._versions import VersionedMixin
 from ..bits import check_codes, pairwise_hamming
-from ._kernels import knn_search, pack_words
+from ._kernels import knn_search, pack_words, radius_search
 
 __all__ = ["HammingNeighbors"]
 
@@ -19,13 +23,7 @@ _DB_CHUNK = 1 << 16
 _QUERY_CHUNK = 256
 
 
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-class HammingNeighbors(VersionedMixin, BaseEstimator):
+class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, VersionedMixin, BaseEstimator):
     """Exact nearest neighbours in Hamming distance over packed binary codes.
 
     Mirrors :class:`sklearn.neighbors.NearestNeighbors`, with two differences: input is
@@ -42,11 +40,14 @@ class HammingNeighbors(VersionedMixin, BaseEstimator):
         Hamming radius of :meth:`radius_neighbors` when not given there. Inclusive:
         distance ``<= radius`` (scikit-learn's convention; faiss's range search is strict).
     backend : {"numba", "numpy", "faiss"}, default="numba"
-        k-NN engine: the compiled blocked kernel, a chunked numpy reference (XOR +
-        ``np.bitwise_count`` + stable sort), or faiss's ``IndexBinaryFlat`` (when installed;
-        its results are re-sorted so ties also go to the lower index within the k found).
+        Search engine: compiled blocked kernels, a chunked numpy reference (XOR +
+        ``np.bitwise_count`` + stable sort), or faiss's ``IndexBinaryFlat`` for k-NN (when
+        installed; its results are re-sorted so ties also go to the lower index within the
+        k found; radius queries then use the numpy path).
     n_jobs : int, default=None
-        Threads for the numba and faiss backends; None or -1 uses all cores.
+        Threads of the numba and faiss backends. ``None`` means 1 unless in a
+        :func:`joblib.parallel_config` context; -1 means all cores (scikit-learn's
+        convention).
 
     Attributes
     ----------
@@ -57,6 +58,15 @@ class HammingNeighbors(VersionedMixin, BaseEstimator):
     n_bits_ : int
         ``8 * n_features_in_``.
     """
+
+    _parameter_constraints = {
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "radius": [Interval(Integral, 0, None, closed="left")],
+        "backend": [StrOptions({"numba", "numpy", "faiss"})],
+        "n_jobs": [Integral, None],
+    }
+    _safe_arrays = ("_fit_X",)
+    _safe_values = ("n_samples_fit_", "n_features_in_", "n_bits_")
 
     def __init__(self, *, n_neighbors=5, radius=2, backend="numba", n_jobs=None):
         self.n_neighbors = n_neighbors
@@ -78,12 +88,7 @@ class HammingNeighbors(VersionedMixin, BaseEstimator):
         -------
         self : HammingNeighbors
         """
-        _check_int(self.n_neighbors, "n_neighbors", 1)
-        _check_int(self.radius, "radius", 0)
-        if self.backend not in ("numba", "numpy", "faiss"):
-            raise ValueError(f"backend must be 'numba', 'numpy' or 'faiss', got {self.backend!r}")
-        if self.n_jobs is not None and self.n_jobs != -1:
-            _check_int(self.n_jobs, "n_jobs", 1)
+        self._validate_params()
         codes = check_codes(X, name="X")
         self._fit_X = codes.copy()
         self.n_samples_fit_, self.n_features_in_ = codes.shape
@@ -93,7 +98,7 @@ class HammingNeighbors(VersionedMixin, BaseEstimator):
         return self
 
     def _build_index(self):
-        # Derived from _fit_X only, so pickles can drop it and rebuild on load.
+        # Derived from _fit_X only, so pickles and safe files drop it and rebuild on load.
         if self.backend == "numba":
             self._index = pack_words(self._fit_X)
         elif self.backend == "faiss":
@@ -103,6 +108,12 @@ class HammingNeighbors(VersionedMixin, BaseEstimator):
             self._index.add(self._fit_X)
         else:
             self._index = None
+
+    @classmethod
+    def _from_safe_state(cls, params, arrays, values):
+        estimator = super()._from_safe_state(params, arrays, values)
+        estimator._build_index()
+        return estimator
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -116,9 +127,10 @@ class HammingNeighbors(VersionedMixin, BaseEstimator):
 
     @property
     def _threads(self):
-        return None if self.n_jobs in (None, -1) else int(self.n_jobs)
+        return effective_n_jobs(self.n_jobs)
 
     def _queries(self, X):
+        """Query codes, and whether they are the fitted codes themselves (leave-one-out)."""
         check_is_fitted(self, "_fit_X")
         if X is None:
             return self._fit_X, True
@@ -146,7 +158,8 @@ class HammingNeighbors(VersionedMixin, BaseEstimator):
             Database indices, ties by lower index.
         """
         queries, self_query = self._queries(X)
-        k = _check_int(self.n_neighbors if n_neighbors is None else n_neighbors, "n_neighbors", 1)
+        k = check_scalar(self.n_neighbors if n_neighbors is None else n_neighbors, "n_neighbors", Integral,
+                         min_val=1)
         available = self.n_samples_fit_ - int(self_query)
         if k > available:
             raise ValueError(
@@ -178,8 +191,7 @@ class HammingNeighbors(VersionedMixin, BaseEstimator):
     def _faiss_knn(self, queries, k, self_query):
         import faiss
 
-        if self._threads is not None:
-            faiss.omp_set_num_threads(self._threads)
+        faiss.omp_set_num_threads(self._threads)
         dist, ind = self._index.search(queries, k + int(self_query))
         dist, ind = dist.astype(np.int64), ind.astype(np.int64)
         if self_query:
@@ -218,66 +230,50 @@ class HammingNeighbors(VersionedMixin, BaseEstimator):
         Returns
         -------
         neigh_dist : ndarray of shape (n_queries,), dtype object
-            Arrays of distances; only when ``return_distance``.
+            Arrays of distances (int64); only when ``return_distance``.
         neigh_ind : ndarray of shape (n_queries,), dtype object
-            Arrays of database indices.
+            Arrays of database indices (int64).
         """
         queries, self_query = self._queries(X)
-        r = _check_int(self.radius if radius is None else radius, "radius", 0)
-        dists = np.empty(len(queries), dtype=object)
-        inds = np.empty(len(queries), dtype=object)
-        for q0 in range(0, len(queries), _QUERY_CHUNK):
-            q1 = min(q0 + _QUERY_CHUNK, len(queries))
-            found = [[] for _ in range(q1 - q0)]
-            for s in range(0, self.n_samples_fit_, _DB_CHUNK):
-                e = min(s + _DB_CHUNK, self.n_samples_fit_)
-                d = self._chunk_distances(queries[q0:q1], s, e)
-                rows, cols = np.nonzero(d <= r)
-                for qi in np.unique(rows):
-                    sel = rows == qi
-                    found[qi].append((cols[sel] + s, d[qi, cols[sel]]))
-            for qi, parts in enumerate(found):
-                ind = np.concatenate([p[0] for p in parts]).astype(np.int64) if parts else np.empty(0, np.int64)
-                dist = np.concatenate([p[1] for p in parts]).astype(np.int64) if parts else np.empty(0, np.int64)
-                if self_query:
-                    keep = ind != q0 + qi
-                    ind, dist = ind[keep], dist[keep]
-                if sort_results:
-                    order = np.argsort(dist, kind="stable")
-                    ind, dist = ind[order], dist[order]
-                inds[q0 + qi], dists[q0 + qi] = ind, dist
+        r = check_scalar(self.radius if radius is None else radius, "radius", Integral, min_val=0)
+        exclude = np.arange(len(queries), dtype=np.int64) if self_query else None
+        if self.backend == "numba":
+            offsets, dist, ind = radius_search(self._index, pack_words(queries).T, r, self.n_bits_, exclude,
+                                               sort_results, self._threads)
+        else:
+            offsets, dist, ind = self._numpy_radius(queries, r, exclude, sort_results)
+        dists, inds = _split(dist, offsets), _split(ind, offsets)
         return (dists, inds) if return_distance else inds
 
-    # ------------------------------------------------------------------ graphs
-    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
-        """k-NN graph as a CSR matrix of shape (n_queries, n_samples_fit).
-
-        ``mode="connectivity"`` stores ones, ``"distance"`` the Hamming distances.
-        """
-        if mode not in ("connectivity", "distance"):
-            raise ValueError(f"mode must be 'connectivity' or 'distance', got {mode!r}")
-        dist, ind = self.kneighbors(X, n_neighbors)
-        n_queries, k = ind.shape
-        data = np.ones(ind.size) if mode == "connectivity" else dist.ravel().astype(np.float64)
-        indptr = np.arange(0, n_queries * k + 1, k)
-        return sparse.csr_matrix((data, ind.ravel(), indptr), shape=(n_queries, self.n_samples_fit_))
-
-    def radius_neighbors_graph(self, X=None, radius=None, mode="connectivity", sort_results=False):
-        """Radius graph as a CSR matrix of shape (n_queries, n_samples_fit)."""
-        if mode not in ("connectivity", "distance"):
-            raise ValueError(f"mode must be 'connectivity' or 'distance', got {mode!r}")
-        dist, ind = self.radius_neighbors(X, radius, sort_results=sort_results)
-        lengths = np.array([len(i) for i in ind], dtype=np.int64)
-        indptr = np.concatenate([[0], np.cumsum(lengths)])
-        cols = np.concatenate(list(ind)) if len(ind) else np.empty(0, np.int64)
-        if mode == "connectivity":
-            data = np.ones(len(cols))
-        else:
-            data = (np.concatenate(list(dist)) if len(dist) else np.empty(0)).astype(np.float64)
-        return sparse.csr_matrix((data, cols, indptr), shape=(len(ind), self.n_samples_fit_))
+    def _numpy_radius(self, queries, radius, exclude, sort_results):
+        """The reference: same output layout as :func:`radius_search`, from numpy distances."""
+        rows, cols, dists = [], [], []
+        for q0 in range(0, len(queries), _QUERY_CHUNK):
+            q1 = min(q0 + _QUERY_CHUNK, len(queries))
+            for s in range(0, self.n_samples_fit_, _DB_CHUNK):
+                d = self._chunk_distances(queries[q0:q1], s, min(s + _DB_CHUNK, self.n_samples_fit_))
+                r, c = np.nonzero(d <= radius)
+                rows.append(r + q0), cols.append(c + s), dists.append(d[r, c])
+        rows, cols, dists = (np.concatenate(a).astype(np.int64) if a else np.empty(0, np.int64)
+                             for a in (rows, cols, dists))
+        if exclude is not None:
+            keep = cols != exclude[rows]
+            rows, cols, dists = rows[keep], cols[keep], dists[keep]
+        # By query, then by distance (when asked) or index: a stable sort keeps index order.
+        order = np.lexsort((cols, dists, rows) if sort_results else (cols, rows))
+        offsets = np.searchsorted(rows[order], np.arange(len(queries) + 1))
+        return offsets, dists[order], cols[order]
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
+        # RadiusNeighborsMixin's tags read a ``metric`` parameter this estimator does not have.
+        tags = BaseEstimator.__sklearn_tags__(self)
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = False
         return tags
+
+
+def _split(values, offsets):
+    """Object array of the segments ``values[offsets[q]:offsets[q + 1]]`` (as scikit-learn returns)."""
+    out = np.empty(len(offsets) - 1, dtype=object)
+    out[:] = np.split(values, offsets[1:-1])
+    return out

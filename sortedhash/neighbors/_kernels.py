@@ -10,6 +10,9 @@ already held (ties go to the lower index): a row is accepted only when its dista
 ``< t`` (or while fewer than ``k`` are held). Accepted rows go to a buffer that is
 compacted when full. The final order is a counting sort by distance of a buffer already in
 index order, which is exactly a stable sort of all distances.
+
+Radius search runs the same distance pass twice: once to count each query's rows within the
+radius (which sizes the output), once to write them, in index order, at their offsets.
 """
 
 import os
@@ -20,7 +23,7 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
-__all__ = ["pack_words", "knn_search", "popcount_bound"]
+__all__ = ["pack_words", "knn_search", "radius_search"]
 
 # numba's on-disk cache would write into the installed package; cache compiled kernels only
 # where the user asks for it, with numba's own NUMBA_CACHE_DIR. Otherwise a process compiles
@@ -218,26 +221,6 @@ def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
                     out_dist[q, pos] = d
 
 
-@numba.njit(parallel=True, cache=_CACHE, nogil=True)
-def _popcount_all(db, queries, out):
-    """The kernel's distance pass alone (every query x row XOR + popcount, blocked the
-    same way), no selection: the work any exact method must do, so kernel / bound is
-    meaningful."""
-    n_words, n_rows = db.shape
-    block = _block_rows(n_words)
-    n_queries = queries.shape[0]
-    n_chunks = (n_queries + _QUERY_CHUNK - 1) // _QUERY_CHUNK
-    for chunk in prange(n_chunks):
-        q0 = chunk * _QUERY_CHUNK
-        q1 = min(q0 + _QUERY_CHUNK, n_queries)
-        dist = np.empty(_DB_BLOCK, dtype=np.int32)
-        for r0 in range(0, n_rows, block):
-            r1 = min(r0 + block, n_rows)
-            for q in range(q0, q1):
-                _block_distances(db, queries[q], r0, r1, dist)
-                out[q] += dist[0]
-
-
 def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None):
     """Exact k nearest rows of ``db_words`` for each query, ties by lower index.
 
@@ -254,7 +237,7 @@ def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None):
     exclude : ndarray of shape (n_queries,), int64, default=None
         Row to leave out for each query (-1 for none), for leave-one-out queries.
     n_threads : int, default=None
-        numba threads; None uses numba's default (all cores).
+        numba threads; None uses numba's current setting.
 
     Returns
     -------
@@ -266,24 +249,128 @@ def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None):
         exclude = np.full(n_queries, -1, dtype=np.int64)
     out_idx = np.empty((n_queries, k), dtype=np.int64)
     out_dist = np.empty((n_queries, k), dtype=np.int64)
-    previous = numba.get_num_threads()
-    if n_threads is not None:
-        numba.set_num_threads(n_threads)
-    try:
-        _knn(db_words, np.ascontiguousarray(query_words), k, n_bits, exclude, out_idx, out_dist)
-    finally:
-        numba.set_num_threads(previous)
+    _with_threads(n_threads, _knn, db_words, np.ascontiguousarray(query_words), k, n_bits, exclude, out_idx,
+                  out_dist)
     return out_dist, out_idx
 
 
-def popcount_bound(db_words, query_words, n_threads=None):
-    """Run only the XOR + popcount of all pairs (no selection); returns the sums."""
-    out = np.zeros(query_words.shape[0], dtype=np.int64)
+def _with_threads(n_threads, kernel, *args):
+    """Run ``kernel(*args)`` on ``n_threads`` numba threads (None: numba's current setting)."""
     previous = numba.get_num_threads()
     if n_threads is not None:
-        numba.set_num_threads(n_threads)
+        numba.set_num_threads(min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
     try:
-        _popcount_all(db_words, np.ascontiguousarray(query_words), out)
+        kernel(*args)
     finally:
         numba.set_num_threads(previous)
-    return out
+
+
+@numba.njit(parallel=True, cache=_CACHE, nogil=True)
+def _radius_count(db, queries, radius, exclude, counts):
+    n_words, n_rows = db.shape
+    n_queries = queries.shape[0]
+    block = _block_rows(n_words)
+    for chunk in prange((n_queries + _QUERY_CHUNK - 1) // _QUERY_CHUNK):
+        q0 = chunk * _QUERY_CHUNK
+        q1 = min(q0 + _QUERY_CHUNK, n_queries)
+        dist = np.empty(_DB_BLOCK, dtype=np.int32)
+        for r0 in range(0, n_rows, block):
+            r1 = min(r0 + block, n_rows)
+            for q in range(q0, q1):
+                _block_distances(db, queries[q], r0, r1, dist)
+                found = 0
+                for j in range(r1 - r0):
+                    found += dist[j] <= radius
+                skip = exclude[q]
+                if r0 <= skip < r1 and dist[skip - r0] <= radius:
+                    found -= 1
+                counts[q] += found
+
+
+@numba.njit(parallel=True, cache=_CACHE, nogil=True)
+def _radius_fill(db, queries, radius, exclude, offsets, out_idx, out_dist):
+    n_words, n_rows = db.shape
+    n_queries = queries.shape[0]
+    block = _block_rows(n_words)
+    for chunk in prange((n_queries + _QUERY_CHUNK - 1) // _QUERY_CHUNK):
+        q0 = chunk * _QUERY_CHUNK
+        q1 = min(q0 + _QUERY_CHUNK, n_queries)
+        dist = np.empty(_DB_BLOCK, dtype=np.int32)
+        pos = offsets[q0:q1].copy()
+        for r0 in range(0, n_rows, block):
+            r1 = min(r0 + block, n_rows)
+            for q in range(q0, q1):
+                _block_distances(db, queries[q], r0, r1, dist)
+                p = pos[q - q0]
+                skip = exclude[q]
+                for j in range(r1 - r0):
+                    if dist[j] <= radius and r0 + j != skip:
+                        out_idx[p] = r0 + j
+                        out_dist[p] = dist[j]
+                        p += 1
+                pos[q - q0] = p
+
+
+@numba.njit(parallel=True, cache=_CACHE, nogil=True)
+def _sort_by_distance(offsets, idx, dist, max_distance):
+    """Stable counting sort of each query's segment by distance (segments are in index order)."""
+    for q in prange(offsets.shape[0] - 1):
+        a, b = offsets[q], offsets[q + 1]
+        if b - a < 2:
+            continue
+        start = np.zeros(max_distance + 2, dtype=np.int64)
+        for j in range(a, b):
+            start[dist[j] + 1] += 1
+        for d in range(max_distance + 1):
+            start[d + 1] += start[d]
+        seg_idx = idx[a:b].copy()
+        seg_dist = dist[a:b].copy()
+        for j in range(b - a):
+            d = seg_dist[j]
+            idx[a + start[d]] = seg_idx[j]
+            dist[a + start[d]] = d
+            start[d] += 1
+
+
+def radius_search(db_words, query_words, radius, n_bits, exclude=None, sort_results=False, n_threads=None):
+    """Every row of ``db_words`` within Hamming ``radius`` (inclusive) of each query.
+
+    Parameters
+    ----------
+    db_words : ndarray of shape (n_words, n_rows), uint64
+        Word-major database from :func:`pack_words`.
+    query_words : ndarray of shape (n_queries, n_words), uint64
+        Row-major queries (``pack_words(q).T``).
+    radius : int
+        Largest distance returned.
+    n_bits : int
+        Upper bound of the distances (8 x bytes of a code).
+    exclude : ndarray of shape (n_queries,), int64, default=None
+        Row to leave out for each query (-1 for none), for leave-one-out queries.
+    sort_results : bool, default=False
+        Order each query's rows by distance (ties by index) instead of by index.
+    n_threads : int, default=None
+        numba threads; None uses numba's current setting.
+
+    Returns
+    -------
+    offsets : ndarray of shape (n_queries + 1,), int64
+        Query ``q``'s results are ``[offsets[q], offsets[q + 1])`` of the two arrays below.
+    dist : ndarray of shape (offsets[-1],), int64
+    idx : ndarray of shape (offsets[-1],), int64
+    """
+    n_queries = query_words.shape[0]
+    if exclude is None:
+        exclude = np.full(n_queries, -1, dtype=np.int64)
+    query_words = np.ascontiguousarray(query_words)
+    radius = min(int(radius), n_bits)
+    counts = np.zeros(n_queries, dtype=np.int64)
+    _with_threads(n_threads, _radius_count, db_words, query_words, radius, exclude, counts)
+    offsets = np.zeros(n_queries + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    idx = np.empty(offsets[-1], dtype=np.int64)
+    dist = np.empty(offsets[-1], dtype=np.int64)
+    _with_threads(n_threads, _radius_fill, db_words, query_words, radius, exclude, offsets, idx, dist)
+    if sort_results:
+        _with_threads(n_threads, _sort_by_distance, offsets, idx, dist, radius)
+    return offsets, dist, idx

@@ -147,3 +147,60 @@ def test_estimator_contract_with_codes():
     b = HammingNeighbors(n_neighbors=4).fit(np.asfortranarray(before)).kneighbors(before[:5])
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sort_results", [False, True])
+def test_radius_neighbors_agree_across_backends(backend, sort_results):
+    db = _codes(700, 4, n_distinct=120)
+    reference = HammingNeighbors(radius=9, backend="numpy").fit(db)
+    nn = HammingNeighbors(radius=9, backend=_backend(backend)).fit(db)
+    for X in (db[:25], None):
+        expected = reference.radius_neighbors(X, sort_results=sort_results)
+        got = nn.radius_neighbors(X, sort_results=sort_results)
+        assert len(got[1]) == len(expected[1]) and sum(len(i) for i in got[1]) > 0
+        for a, b in zip(got, expected):
+            for x, y in zip(a, b):
+                assert x.dtype == np.int64
+                np.testing.assert_array_equal(x, y)
+
+
+def test_graphs_follow_scikit_learns_sparse_interface():
+    import sklearn
+    from scipy import sparse
+
+    db = _codes(80, 2)
+    nn = HammingNeighbors(n_neighbors=3, radius=4).fit(db)
+    sk = NearestNeighbors(n_neighbors=3).fit(unpack_codes(db).astype(float))
+    for interface in ("spmatrix", "sparray"):
+        with sklearn.config_context(sparse_interface=interface):
+            expected = type(sk.kneighbors_graph())
+            for graph in (nn.kneighbors_graph(), nn.radius_neighbors_graph(db[:5], mode="distance")):
+                assert type(graph) is expected
+                assert sparse.issparse(graph) and graph.format == "csr"
+    dist, ind = nn.kneighbors(db[:5])
+    graph = nn.kneighbors_graph(db[:5], mode="distance").toarray()
+    np.testing.assert_array_equal(np.take_along_axis(graph, ind, axis=1), dist)
+
+
+def test_n_jobs_follows_scikit_learns_convention():
+    import os
+
+    from joblib import parallel_config
+
+    db = _codes(300, 8)
+    assert HammingNeighbors().fit(db)._threads == 1  # None means one thread
+    assert HammingNeighbors(n_jobs=-1).fit(db)._threads == os.cpu_count()
+    with parallel_config(n_jobs=2):
+        assert HammingNeighbors().fit(db)._threads == 2
+    one = HammingNeighbors(n_neighbors=7, n_jobs=1).fit(db).kneighbors(db[:40])
+    every = HammingNeighbors(n_neighbors=7, n_jobs=-1).fit(db).kneighbors(db[:40])
+    for a, b in zip(one, every):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("params, name", [(dict(backend="gpu"), "backend"), (dict(n_jobs="all"), "n_jobs"),
+                                          (dict(n_neighbors=0), "n_neighbors"), (dict(radius=-2), "radius")])
+def test_invalid_parameters_name_the_parameter(params, name):
+    with pytest.raises(ValueError, match=f"'{name}' parameter of HammingNeighbors"):
+        HammingNeighbors(**params).fit(_codes(10, 2))

@@ -1,11 +1,11 @@
-"""The compiled kernel against an exact numpy reference, on databases that span several
+"""The compiled kernels against an exact numpy reference, on databases that span several
 blocks, for every code width path (1 to 5 words)."""
 
 import numpy as np
 import pytest
 
 from sortedhash.neighbors import _kernels
-from sortedhash.neighbors._kernels import knn_search, pack_words, popcount_bound
+from sortedhash.neighbors._kernels import knn_search, pack_words
 
 
 def _distances(queries, db):
@@ -48,14 +48,40 @@ def test_knn_search_leaves_out_the_excluded_row():
     assert not np.any(idx == exclude[:, None])
 
 
-@pytest.mark.parametrize("n_bytes", [8, 32, 40])
-def test_popcount_bound_computes_every_distance(n_bytes):
-    # The bound adds up the distance of each block's first row, which it computes with
-    # every other row's (the output only keeps the compiler from dropping the pass).
-    rng = np.random.default_rng(2)
-    db = _codes(rng, 2 * _kernels._DB_BLOCK + 100, n_bytes)
-    queries = _codes(rng, 33, n_bytes)
+@pytest.mark.parametrize("n_bytes", [1, 8, 16, 40])
+@pytest.mark.parametrize("sort_results", [False, True])
+def test_radius_search_returns_every_row_within_the_radius(n_bytes, sort_results):
+    rng = np.random.default_rng(n_bytes)
+    db = _codes(rng, 2 * _kernels._DB_BLOCK + 77, n_bytes, n_distinct=500)
+    queries = np.concatenate([_codes(rng, 10, n_bytes), db[rng.integers(0, len(db), 10)]])
+    radius = 4 * n_bytes - 2  # about a tenth of the rows
+    exclude = np.full(len(queries), -1, dtype=np.int64)
+    exclude[10:] = rng.integers(0, len(db), 10)
+    offsets, dist, idx = _kernels.radius_search(pack_words(db), pack_words(queries).T, radius, 8 * n_bytes,
+                                                exclude, sort_results)
     full = _distances(queries, db)
-    block = _kernels._block_rows.py_func(pack_words(db).shape[0])
-    expected = full[:, ::block].sum(axis=1)
-    np.testing.assert_array_equal(popcount_bound(pack_words(db), pack_words(queries).T), expected)
+    assert offsets[0] == 0 and offsets[-1] == len(idx) == len(dist)
+    for q in range(len(queries)):
+        d = full[q].copy()
+        if exclude[q] >= 0:
+            d[exclude[q]] = 10**6
+        expected = np.flatnonzero(d <= radius)
+        if sort_results:
+            expected = expected[np.argsort(d[expected], kind="stable")]
+        got = slice(offsets[q], offsets[q + 1])
+        np.testing.assert_array_equal(idx[got], expected)
+        np.testing.assert_array_equal(dist[got], d[expected])
+    assert offsets[-1] > 0
+
+
+def test_radius_search_radius_zero_and_beyond_the_code_length():
+    rng = np.random.default_rng(3)
+    db = _codes(rng, 300, 2, n_distinct=40)
+    words = pack_words(db)
+    offsets, dist, idx = _kernels.radius_search(words, pack_words(db[:5]).T, 0, 16)
+    for q in range(5):
+        np.testing.assert_array_equal(idx[offsets[q]:offsets[q + 1]], np.flatnonzero((db == db[q]).all(axis=1)))
+    assert not dist.any()
+    offsets, _, idx = _kernels.radius_search(words, pack_words(db[:3]).T, 1000, 16)
+    np.testing.assert_array_equal(np.diff(offsets), [300] * 3)
+    np.testing.assert_array_equal(idx[:300], np.arange(300))
