@@ -15,11 +15,10 @@ Datasets (paths are arguments; features are computed once and cached under --cac
 
 Methods: the float features (cosine ranking, a reference), LSH, PCA signs, ITQ, plain
 contrastive hashing (NT-Xent on codes, no sorting), NSH with each sorter (the defaults),
-the two without neighbour mixing ("plain NCE no-mix", "NSH no-mix": the defaults before it),
-and the faithful NSH of the paper. Trained methods run with ``--seeds`` seeds (mean ± std), starting at
+the two without neighbour mixing ("plain NCE no-mix", "NSH no-mix"), and the faithful NSH
+of the paper (``sorted_weight=1, code_nce_weight=0``, light augmentation, no mixing). Trained methods run with ``--seeds`` seeds (mean ± std), starting at
 ``--first-seed`` (to add seeds to an earlier run). ``--variant NAME:KEY=VALUE,...`` adds
-an NSHTransformer with other parameters (see ``variant``): the tries of issue #4 are run
-this way, e.g. ``--variant m4:n_positives=4 --variant sched:m_schedule=2-16``.
+an NSHTransformer with other parameters (see ``variant``), e.g. ``--variant m4:n_positives=4``.
 Prints a table and writes runs.csv (one row per method, length and seed), results.csv
 (mean ± std), results.md, map_vs_bits.png and precision_recall.png into --out.
 ``merge_runs.py`` makes the same tables from the runs.csv of several processes (seeds or
@@ -29,14 +28,12 @@ Run: ``python benchmarks/retrieval.py digits --out benchmarks/results/digits --e
 """
 
 import argparse
-import contextlib
 import csv
 import os
 import time
 
 import numpy as np
 import torch
-from skorch.callbacks import Callback
 from sklearn.preprocessing import StandardScaler, normalize
 
 from sortedhash import ITQTransformer, LSHTransformer, NSHTransformer, PCAHashTransformer
@@ -142,102 +139,20 @@ def parse_params(text):
     return params
 
 
-class SetCriterion(Callback):
-    """Set attributes of the initialised criterion (skorch would rebuild it from ``criterion__`` keys)."""
+def variant(params, epochs):
+    """A maker of NSHTransformers with ``params`` (its public parameters) over the defaults.
 
-    def __init__(self, **attrs):
-        self.attrs = attrs
-
-    def on_train_begin(self, net, **kwargs):
-        for key, value in self.attrs.items():
-            if not hasattr(net.criterion_, key):  # a typo would otherwise be a silent no-op try
-                raise ValueError(f"criterion__{key}: {type(net.criterion_).__name__} has no attribute {key!r}")
-            setattr(net.criterion_, key, value)
-
-
-class PositivesSchedule(Callback):
-    """Move SortedNCE's ``m`` linearly from ``start`` to ``end`` over the epochs."""
-
-    def __init__(self, start, end):
-        self.start, self.end = start, end
-
-    def on_epoch_begin(self, net, **kwargs):
-        t = len(net.history) - 1
-        frac = t / max(net.max_epochs - 1, 1)
-        net.criterion_.n_positives = max(1, round(self.start + frac * (self.end - self.start)))
-
-
-class SortedWarmup(Callback):
-    """SortedNCE off until epoch ``start``, then its weight ramps linearly to full at ``end``.
-
-    The sort of the first epochs' near-random codes is noise; this lets NT-Xent shape the codes
-    before the sorted term starts to use them (and skips the sort while its weight is 0).
-    """
-
-    def __init__(self, start, end):
-        if not 0 <= start <= end:
-            raise ValueError(f"sorted_warmup={start}-{end}: need 0 <= start <= end")
-        self.start, self.end = start, end
-
-    def on_train_begin(self, net, **kwargs):
-        self.weight_ = net.criterion_.sorted_weight
-
-    def on_epoch_begin(self, net, **kwargs):
-        t = len(net.history) - 1
-        frac = 1.0 if t >= self.end else max(0.0, (t - self.start + 1) / (self.end - self.start + 1))
-        net.criterion_.sorted_weight = self.weight_ * frac
-
-
-@contextlib.contextmanager
-def wrapped_network(wrap):
-    """While open, NSHTransformer builds ``wrap(network)`` around its HashingNetwork.
-
-    NSHTransformer makes its network inside ``_build_net``; a try that changes what the
-    network returns (e.g. which vectors SortedNCE gathers) builds its model in this block.
-    """
-    import sortedhash.nsh
-
-    original = sortedhash.nsh.HashingNetwork
-    sortedhash.nsh.HashingNetwork = lambda *a, **k: wrap(original(*a, **k))
-    try:
-        yield
-    finally:
-        sortedhash.nsh.HashingNetwork = original
-
-
-def _bounds(text):
-    """``"A-B"`` -> ``(A, B)``, the two integers of an ``m_schedule`` or ``sorted_warmup``."""
-    start, end = (int(v) for v in str(text).split("-"))
-    return start, end
-
-
-def variant(params, epochs, estimator=NSHTransformer):
-    """A maker of NSHTransformers (or of ``estimator``, a subclass) with ``params`` over the defaults.
-
-    ``views=1`` trains on the cached image views; ``m_schedule=A-B`` moves ``n_positives``
-    from A to B over training; ``sorted_warmup=A-B`` turns SortedNCE on at epoch A and ramps
-    it to full weight by epoch B; ``m_set=A/B/...`` averages SortedNCE over several ``m``;
-    ``hidden_sizes=A/B/...`` sets the MLP's hidden widths; ``criterion__NAME=V`` sets an
-    attribute of the loss (:class:`sortedhash.nn.NSHLoss`, e.g. ``criterion__symmetric=0``).
+    ``views=1`` trains on the cached image views; ``hidden_sizes=A/B/...`` sets the MLP's
+    hidden widths.
     """
     params = dict(params)
     on_views = bool(params.pop("views", 0))
-    schedule = params.pop("m_schedule", None)
-    warmup = params.pop("sorted_warmup", None)
-    criterion = {k.split("__", 1)[1]: params.pop(k) for k in list(params) if k.startswith("criterion__")}
-    if "m_set" in params:  # SortedNCE averaged over several m, e.g. m_set=4/8/16
-        criterion["n_positives"] = tuple(int(m) for m in str(params.pop("m_set")).split("/"))
     if "hidden_sizes" in params:  # e.g. hidden_sizes=2048 or 1024/1024
         params["hidden_sizes"] = tuple(int(w) for w in str(params["hidden_sizes"]).split("/"))
     params.setdefault("max_epochs", epochs)
 
     def make(bits, seed):
-        callbacks = [SetCriterion(**criterion)] if criterion else []
-        if schedule:
-            callbacks.append(PositivesSchedule(*_bounds(schedule)))
-        if warmup:
-            callbacks.append(SortedWarmup(*_bounds(warmup)))
-        return estimator(n_bits=bits, random_state=seed, callbacks=callbacks or None, **params)
+        return NSHTransformer(n_bits=bits, random_state=seed, **params)
 
     make.views = on_views
     return make
@@ -327,56 +242,6 @@ def load_standardised(args):
     scaler = StandardScaler().fit(data["train"])
     train, query, db = (scaler.transform(data[k]).astype(np.float32) for k in ("train", "query", "db"))
     return data, scaler, train, query, db
-
-
-def try_parser(description, bits):
-    """Arguments shared by the one-model try scripts (``teacher_target.py`` and the like)."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("dataset", choices=["digits", "newsgroups", "cifar10"])
-    parser.add_argument("--data")
-    parser.add_argument("--cache")
-    parser.add_argument("--bits", type=int, nargs="+", default=bits)
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--database-size", type=int, default=50000)
-    parser.add_argument("--train-size", type=int, default=10000)
-    parser.add_argument("--params", default="", metavar="KEY=VALUE,...",
-                        help="a variant over the defaults (the keys of --variant), e.g. m_set=4/8/16,sorted_weight=0")
-    return parser
-
-
-def require_feature_vectors(X, try_name):
-    """The tries change the step on 2-D batches; neighbour mixing would hand them views."""
-    if X.ndim != 2:
-        raise ValueError(f"{try_name} trains on 2-D feature vectors, got views of shape {X.shape}: "
-                         "set mix_neighbors=0 (the try predates neighbour mixing)")
-
-
-def run_try(args, estimator, defaults=(("mix_neighbors", 0),), report=None):
-    """Fit ``estimator`` (``--params`` over ``defaults`` over its own) on the standardised features.
-
-    Most tries were measured against the defaults before neighbour mixing and change the
-    training step on 2-D batches, so by default they run without it unless ``--params``
-    sets ``mix_neighbors``. Prints the codes' mAP per run, and the scores ``report(model,
-    data, query, db)`` returns (a dict of name: value), if given.
-    """
-    args.views = 0
-    params = {**dict(defaults), **parse_params(args.params)}
-    make_model = variant(params, args.epochs, estimator)
-    data, _, train, query, db = load_standardised(args)
-    for bits in args.bits:
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
-            start = time.perf_counter()
-            model = make_model(bits, seed).fit(train)
-            fit_s = time.perf_counter() - start
-            q, d = model.transform(query), model.transform(db)
-            map_k = mean_average_precision(q, data["query_y"], d, data["db_y"], k=data["k"])
-            full = mean_average_precision(q, data["query_y"], d, data["db_y"])
-            extra = report(model, data, query, db) if report is not None else {}
-            cells = "".join(f"  {name} {value:.4f}" for name, value in extra.items())
-            print(f"{bits:>3} bits seed {seed}  mAP@{data['k']} {map_k:.4f}  mAP {full:.4f}{cells}  "
-                  f"fit {fit_s:.0f} s", flush=True)
 
 
 def main():

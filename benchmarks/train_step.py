@@ -13,24 +13,18 @@ Part 1's "plain NCE" step is InfoNCE on the latents with no sort (the faithful f
 the defaults' plain contrastive step (code NT-Xent only) is cheaper, so part 3 is the one to
 read for what the defaults cost.
 
-On CUDA (``--device cuda``; "auto" picks it when there is one) the torchsort sorter runs
-twice: with torchsort's CUDA kernels and with its CPU kernels (the fallback NSH uses when
-torchsort was built without CUDA), so the faster one can be chosen.
-
 Run: ``python benchmarks/train_step.py [--n-features 512] [--n-bits 64] [--device cuda]``.
 """
 
 import argparse
-import contextlib
 import statistics
 import time
-import warnings
 
 import numpy as np
 import torch
 
 from sortedhash import NSHTransformer
-from sortedhash.nn import FeatureNoise, HashingNetwork, MLPBackbone, NSHLoss, make_sorter, sorters
+from sortedhash.nn import FeatureNoise, HashingNetwork, MLPBackbone, NSHLoss, make_sorter
 
 
 def make_step(n_features, n_bits, sorter, n_positives, device="cpu"):
@@ -68,31 +62,18 @@ def time_steps(step, x, repeats):
     return statistics.median(times)
 
 
-@contextlib.contextmanager
-def torchsort_on_cpu(active):
-    """Make the torchsort sorter take its CPU path for CUDA tensors."""
-    saved = sorters._torchsort_has_cuda
-    if active:
-        sorters._torchsort_has_cuda = lambda: False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            yield
-    finally:
-        sorters._torchsort_has_cuda = saved
-
-
 def bare_epoch(model, X, batch_size):
     """One epoch of the same work as NSHNet, without skorch."""
     net = model.net_
-    module, criterion, optimizer, augment = net.module_, net.criterion_, net.optimizer_, net.augment
+    module, criterion, optimizer, views = net.module_, net.criterion_, net.optimizer_, net.views
     module.train()
     X = torch.as_tensor(X)
     perm = torch.randperm(len(X))
     for start in range(0, len(X) - batch_size + 1, batch_size):
         x = X[perm[start:start + batch_size]].to(net.device)
         optimizer.zero_grad()
-        loss = criterion(module(augment(x)), module(augment(x)))
+        view_a, view_b = views(x)
+        loss = criterion(module(view_a), module(view_b))
         loss.backward()
         optimizer.step()
         loss.item()  # skorch reads the loss every batch too
@@ -114,15 +95,12 @@ def main():
 
     print("\n1. one training step (median), NSH (m=8) vs plain NCE (no sort, m=1)")
     print(f"{'batch':>6} | {'plain NCE ms':>12} | {'sorter':>15} | {'NSH ms':>8} | ratio")
-    sorter_rows = [("softsort", False), ("torchsort", False)] + ([("torchsort", True)] if on_cuda else [])
     for batch in (64, 128, 256):
         x = torch.randn(batch, args.n_features, device=device)
         base = time_steps(make_step(args.n_features, args.n_bits, "none", 1, device), x, args.repeats)
-        for sorter, cpu_sort in sorter_rows:
-            with torchsort_on_cpu(cpu_sort):
-                t = time_steps(make_step(args.n_features, args.n_bits, sorter, 8, device), x, args.repeats)
-            label = sorter + (" (CPU)" if cpu_sort else "")
-            print(f"{batch:>6} | {1e3 * base:12.2f} | {label:>15} | {1e3 * t:8.2f} | {t / base:5.2f}x", flush=True)
+        for sorter in ("softsort", "torchsort"):
+            t = time_steps(make_step(args.n_features, args.n_bits, sorter, 8, device), x, args.repeats)
+            print(f"{batch:>6} | {1e3 * base:12.2f} | {sorter:>15} | {1e3 * t:8.2f} | {t / base:5.2f}x", flush=True)
 
     if not args.skip_epoch:
         print("\n2. one epoch, skorch (NSHTransformer's net) vs a bare PyTorch loop")
@@ -147,18 +125,15 @@ def main():
     if args.fit_epochs:
         print(f"\n3. fit, 10000 x {args.n_features}, {args.fit_epochs} epochs, {args.n_bits} bits, defaults")
         X = np.random.default_rng(0).standard_normal((10000, args.n_features)).astype(np.float32)
-        fits = [("plain NCE", dict(sorted_weight=0.0), False), ("NSH torchsort", {}, False)]
-        fits += [("NSH torchsort (CPU sort)", {}, True)] if on_cuda else []
-        fits += [("NSH softsort", dict(sorter="softsort"), False)]
+        fits = [("plain NCE", dict(sorted_weight=0.0)), ("NSH torchsort", {}), ("NSH softsort", dict(sorter="softsort"))]
         best = {}
         for _ in range(2):  # round robin, best of two: slow drifts of the machine hit all alike
-            for label, params, cpu_sort in fits:
-                with torchsort_on_cpu(cpu_sort):
-                    start = time.perf_counter()
-                    NSHTransformer(n_bits=args.n_bits, max_epochs=args.fit_epochs, device=device,
-                                   random_state=0, **params).fit(X)
-                    synchronize(device)
-                    best[label] = min(best.get(label, np.inf), time.perf_counter() - start)
+            for label, params in fits:
+                start = time.perf_counter()
+                NSHTransformer(n_bits=args.n_bits, max_epochs=args.fit_epochs, device=device, random_state=0,
+                               **params).fit(X)
+                synchronize(device)
+                best[label] = min(best.get(label, np.inf), time.perf_counter() - start)
         for label, t in best.items():
             print(f"{label:>26}: {t:7.1f} s  ({t / best['plain NCE']:4.2f}x plain)", flush=True)
 

@@ -92,7 +92,7 @@ class EfficientNetLite0Features(TransformerMixin, BaseEstimator):
         "imagenet" loads the packaged ImageNet weights, strictly: every tensor of the file
         fills the parameter of the same name and shape, none is left over or missing. None
         keeps the network's random initialisation, the control that shows what the
-        pretrained weights are worth (``benchmarks/feature_probe.py``).
+        pretrained weights are worth (``research/feature_probe.py``).
     """
 
     def __init__(self, *, image_size=192, batch_size=64, n_views=0, random_state=None, device="auto",

@@ -189,11 +189,9 @@ class NoSort:
     """No sorting: the anchor's own other view first, then the other samples in index order.
 
     Row ``i`` is the anchor of sample ``i % m`` (m candidates), so both directions of a
-    symmetric loss can be stacked as 2m rows.
+    symmetric loss can be stacked as 2m rows. It needs no parameter: the order does not
+    depend on the code length or a temperature.
     """
-
-    def __init__(self, n_bits=None):
-        self.n_bits = n_bits
 
     @staticmethod
     def _order(n, m, device):
@@ -227,5 +225,5 @@ def make_sorter(name, n_bits, temperature=1.0, regularization_strength=1.0):
     if name == "softsort":
         return SoftSort(n_bits, temperature)
     if name == "none":
-        return NoSort(n_bits)
+        return NoSort()
     raise ValueError(f"sorter must be 'torchsort', 'softsort' or 'none', got {name!r}")

@@ -7,7 +7,7 @@ tensor fills the parameter of its name and shape, none left over or missing), an
 features they give beat those of the same network with random weights, and the raw pixels,
 on a linear probe (logistic regression on standardised features, test accuracy).
 
-Run: ``python benchmarks/feature_probe.py --data PATH [--train-per-class 500 --test-per-class 200]``
+Run: ``python research/feature_probe.py --data PATH [--train-per-class 500 --test-per-class 200]``
 (PATH holds ``cifar10-train-jpg.tar.gz`` and ``cifar10-test-jpg.tar.gz``; the first images of
 each class by file name).
 """

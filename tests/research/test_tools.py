@@ -1,0 +1,72 @@
+"""research/ scripts that are tools rather than tries: the kernel A/B and the feature probe."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from .conftest import ROOT, load_script
+
+
+def _kernel_copy(tmp_path, name, old, new):
+    source = (ROOT / "sortedhash" / "neighbors" / "_kernels.py").read_text()
+    assert old in source
+    path = tmp_path / f"{name}.py"
+    path.write_text(source.replace(old, new))
+    return str(path)
+
+
+def _run_kernel_ab(kernels, bits):
+    cmd = [sys.executable, str(ROOT / "research" / "hamming_kernel_ab.py"), "--kernels", *kernels,
+           "--sizes", "5000", "--bits", *bits, "--queries", "40", "--threads", "1", "--repeats", "1"]
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [line for line in result.stdout.splitlines() if line.startswith("N=")]
+
+
+def test_kernel_ab_compares_versions_and_catches_a_wrong_one(tmp_path):
+    small_blocks = _kernel_copy(tmp_path, "small_blocks", "return _NARROW_BLOCK if n_words <= 2 else _DB_BLOCK",
+                                "return 256")
+    rows = _run_kernel_ab([str(ROOT / "sortedhash" / "neighbors" / "_kernels.py"), small_blocks], ["64", "256"])
+    assert len(rows) == 2 and all("small_blocks" in r and r.endswith("same distances: True") for r in rows)
+    # Skipping blocks whose nearest row is a few steps inside the threshold loses neighbours.
+    wrong = _kernel_copy(tmp_path, "wrong", "if lowest >= t:", "if lowest >= t - 4:")
+    rows = _run_kernel_ab([small_blocks, wrong], ["64"])
+    assert len(rows) == 1 and rows[0].endswith("same distances: False")
+
+
+def test_kernel_ab_refuses_copies_of_one_name(tmp_path):
+    # Results are keyed by file name: two copies named alike would be reported as one.
+    (tmp_path / "a").mkdir()
+    copy = tmp_path / "a" / "_kernels.py"
+    copy.write_text((ROOT / "sortedhash" / "neighbors" / "_kernels.py").read_text())
+    cmd = [sys.executable, str(ROOT / "research" / "hamming_kernel_ab.py"), "--kernels", str(copy),
+           str(ROOT / "sortedhash" / "neighbors" / "_kernels.py"), "--sizes", "100"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2 and "own file name" in result.stderr
+
+
+def test_feature_probe_reports_the_strict_load():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    assert load_script("research", "feature_probe").strict_load_report(64) == (296, True)
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "cifar10_jpg").exists(),
+                    reason="CIFAR-10 archives not found")
+def test_feature_probe_pretrained_features_beat_a_random_network_and_pixels():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from sortedhash.datasets import load_cifar10_jpg
+
+    probe = load_script("research", "feature_probe")
+    data = ROOT.parent / "shared" / "data" / "cifar10_jpg"
+    train_images, train_y, _ = load_cifar10_jpg(data, "train", per_class=30)
+    test_images, test_y, _ = load_cifar10_jpg(data, "test", per_class=20)
+    scores = {name: accuracy for name, (accuracy, _) in
+              probe.probe_accuracies(train_images, train_y, test_images, test_y, image_size=96).items()}
+    # Measured: 0.565 pretrained, 0.235 random weights, 0.235 pixels (chance is 0.1).
+    pretrained = scores.pop("ImageNet EfficientNet-Lite0")
+    assert set(scores) == {"same network, random weights", "raw pixels"}
+    assert all(pretrained > other + 0.15 for other in scores.values())
