@@ -12,10 +12,12 @@ through its hooks: :class:`VariantLoss` subclasses :class:`sortedhash.nn.NSHLoss
   negatives in the code NT-Xent, so the two terms stop pulling them apart.
 - ``n_positives`` as a tuple: SortedNCE averaged over several m.
 
-Run: ``python research/loss_variants.py --params gather=codes,symmetric=0`` (digits, 32 bits).
+Run: ``python research/loss_variants.py --params '{"gather": "codes", "symmetric": false}'``
+(digits, 32 bits; a list for ``n_positives`` averages SortedNCE over several m).
 """
 
 import argparse
+import json
 import numbers
 
 import numpy as np
@@ -119,23 +121,6 @@ def nsh_with_loss(**options):
     return VariantNSH
 
 
-def _parse(text):
-    options = {}
-    for item in filter(None, text.split(",")):
-        key, _, value = item.partition("=")
-        if "/" in value:
-            options[key] = tuple(int(v) for v in value.split("/"))
-            continue
-        for cast in (int, float):
-            try:
-                value = cast(value)
-                break
-            except ValueError:
-                pass
-        options[key] = value
-    return options
-
-
 def main():
     from sklearn.datasets import load_digits
     from sklearn.preprocessing import StandardScaler
@@ -143,7 +128,7 @@ def main():
     from sortedhash.metrics import mean_average_precision
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="", help="e.g. symmetric=0,gather=codes,n_positives=4/8/16")
+    parser.add_argument("--params", default="{}", help='VariantLoss options as JSON, e.g. {"n_positives": [4, 8]}')
     parser.add_argument("--bits", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=2)
@@ -152,7 +137,9 @@ def main():
     perm = np.random.RandomState(0).permutation(len(X))
     X = StandardScaler().fit_transform(X[perm]).astype(np.float32)
     y = y[perm]
-    for name, estimator in (("defaults", NSHTransformer), ("variant", nsh_with_loss(**_parse(args.params)))):
+    options = {key: tuple(value) if isinstance(value, list) else value
+               for key, value in json.loads(args.params).items()}
+    for name, estimator in (("defaults", NSHTransformer), ("variant", nsh_with_loss(**options))):
         scores = []
         for seed in range(args.seeds):
             model = estimator(n_bits=args.bits, max_epochs=args.epochs, random_state=seed).fit(X[200:])

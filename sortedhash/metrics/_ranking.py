@@ -10,7 +10,10 @@ Conventions (shared by every function here):
 - Queries are processed in chunks, so memory stays O(chunk x n_database).
 """
 
+from numbers import Integral
+
 import numpy as np
+from sklearn.utils._param_validation import Interval, validate_params
 
 from ..bits import check_codes, pairwise_hamming
 
@@ -24,6 +27,10 @@ __all__ = [
 ]
 
 _QUERY_CHUNK = 256
+
+# The scalar parameters the public functions share, checked as scikit-learn checks its own.
+_CUT_OFF = {"k": [Interval(Integral, 1, None, closed="left"), None]}
+_LEAVE_ONE_OUT = {"exclude_self": ["boolean"]}
 
 
 def hamming_distances(query_codes, database_codes):
@@ -64,8 +71,8 @@ def _validate(query_codes, query_labels, database_codes, database_labels):
     return q, ql, db, dl
 
 
-def _sorted_relevance(q, ql, db, dl, k, exclude_self=False):
-    """Yield (relevance sorted by rank, truncated to k; total relevant) for query chunks."""
+def _ranked_relevance(q, ql, db, dl, k, exclude_self=False):
+    """Yield, per chunk of queries, the relevance of the database in rank order, cut at k."""
     n_db = db.shape[0]
     for start in range(0, q.shape[0], _QUERY_CHUNK):
         stop = min(start + _QUERY_CHUNK, q.shape[0])
@@ -80,17 +87,10 @@ def _sorted_relevance(q, ql, db, dl, k, exclude_self=False):
         width = n_db - 1 if exclude_self else n_db
         if k is not None:
             width = min(width, k)
-        yield np.take_along_axis(rel, order[:, :width], axis=1), rel.sum(axis=1)
+        yield np.take_along_axis(rel, order[:, :width], axis=1)
 
 
-def _check_k(k, name="k"):
-    if k is None:
-        return None
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"{name} must be a positive integer or None, got {k!r}")
-    return int(k)
-
-
+@validate_params({**_CUT_OFF, **_LEAVE_ONE_OUT}, prefer_skip_nested_validation=True)
 def average_precision_per_query(query_codes, query_labels, database_codes, database_labels, *,
                                 k=None, exclude_self=False):
     """Average precision of each query over the Hamming ranking (see :func:`mean_average_precision`).
@@ -99,11 +99,10 @@ def average_precision_per_query(query_codes, query_labels, database_codes, datab
     -------
     ap : ndarray of shape (n_queries,)
     """
-    k = _check_k(k)
     q, ql, db, dl = _validate(query_codes, query_labels, database_codes, database_labels)
     if exclude_self and q.shape[0] != db.shape[0]:
         raise ValueError("exclude_self=True needs the queries to be the database itself")
-    return np.concatenate([_ap(rel) for rel, _ in _sorted_relevance(q, ql, db, dl, k, exclude_self)])
+    return np.concatenate([_ap(rel) for rel in _ranked_relevance(q, ql, db, dl, k, exclude_self)])
 
 
 def _ap(rel):
@@ -115,6 +114,7 @@ def _ap(rel):
         return np.where(n_hits > 0, (rel * hits / ranks).sum(axis=1) / np.maximum(n_hits, 1), 0.0)
 
 
+@validate_params(_CUT_OFF, prefer_skip_nested_validation=True)
 def mean_average_precision_from_distances(distances, query_labels, database_labels, *, k=None):
     """mAP of any ranking given as a dense distance matrix (e.g. float features).
 
@@ -132,7 +132,6 @@ def mean_average_precision_from_distances(distances, query_labels, database_labe
     -------
     map : float
     """
-    k = _check_k(k)
     distances = np.asarray(distances)
     if distances.ndim != 2:
         raise ValueError(f"distances must be 2-D (n_queries, n_database), got shape {distances.shape}")
@@ -143,6 +142,7 @@ def mean_average_precision_from_distances(distances, query_labels, database_labe
     return float(np.mean(_ap(rel)))
 
 
+@validate_params({**_CUT_OFF, **_LEAVE_ONE_OUT}, prefer_skip_nested_validation=True)
 def mean_average_precision(query_codes, query_labels, database_codes, database_labels, *,
                            k=None, exclude_self=False):
     """Mean average precision (mAP, or mAP@k) of a Hamming ranking.
@@ -182,6 +182,8 @@ def mean_average_precision(query_codes, query_labels, database_codes, database_l
         query_codes, query_labels, database_codes, database_labels, k=k, exclude_self=exclude_self)))
 
 
+@validate_params({"k": [Interval(Integral, 1, None, closed="left")], **_LEAVE_ONE_OUT},
+                 prefer_skip_nested_validation=True)
 def precision_at_k(query_codes, query_labels, database_codes, database_labels, *, k, exclude_self=False):
     """Mean over queries of the fraction of relevant items among the first ``k`` ranks.
 
@@ -192,11 +194,10 @@ def precision_at_k(query_codes, query_labels, database_codes, database_labels, *
     -------
     precision : float
     """
-    k = _check_k(k)
     q, ql, db, dl = _validate(query_codes, query_labels, database_codes, database_labels)
     if exclude_self and q.shape[0] != db.shape[0]:
         raise ValueError("exclude_self=True needs the queries to be the database itself")
-    parts = [rel.mean(axis=1) for rel, _ in _sorted_relevance(q, ql, db, dl, k, exclude_self)]
+    parts = [rel.mean(axis=1) for rel in _ranked_relevance(q, ql, db, dl, k, exclude_self)]
     return float(np.mean(np.concatenate(parts)))
 
 

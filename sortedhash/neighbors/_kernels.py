@@ -59,9 +59,9 @@ def pack_words(codes):
 @numba.njit(cache=_CACHE, nogil=True, inline="always")
 def _block_rows(n_words):
     """Rows per database block (at most ``_DB_BLOCK``, the size of the buffers). Up to two
-    words (128 bits) a row is cheap, so the per-block selection dominates: smaller blocks
-    tighten the threshold after fewer rows and skip at a finer grain (+8 to +28% at 100k and
-    1M rows on AVX2, equal at 10M); at 256 bits 2,048 rows measured faster."""
+    words (128 bits) a row the distances are cheap and the per-block selection dominates:
+    smaller blocks tighten the threshold after fewer rows and skip at a finer grain. Wider
+    codes favour the larger block (the kernel A/B tool in ``research/`` compares them)."""
     return _NARROW_BLOCK if n_words <= 2 else _DB_BLOCK
 
 

@@ -97,7 +97,8 @@ def test_precision_recall_curve_by_radius():
         (dict(query_labels=[1, 2]), "query_labels has 2 rows"),
         (dict(database_codes=np.zeros((4, 2), np.uint8)), "2 bytes wide"),
         (dict(query_codes=np.zeros((1, 1), np.int32)), "dtype uint8"),
-        (dict(k=0), "positive integer"),
+        (dict(k=0), "'k' parameter of mean_average_precision"),
+        (dict(exclude_self="yes"), "'exclude_self' parameter"),
     ],
 )
 def test_errors(kwargs, match):

@@ -7,21 +7,12 @@ import pytest
 import torch
 
 from sortedhash import NSHTransformer
-from sortedhash.nn import NSHLoss, code_nt_xent, make_sorter, sign_ste, sorted_nce
+from sortedhash.nn import NSHLoss, code_nt_xent, make_sorter, sorted_nce
 
+from ..nn.test_losses import _views
 from .conftest import load_script
 
 lv = load_script("research", "loss_variants")
-
-
-def _views(n=12, bits=16, latent=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(2):
-        h = torch.tanh(torch.randn(n, bits, generator=g))
-        z = torch.nn.functional.normalize(torch.randn(n, latent, generator=g), dim=1)
-        out.append((h, sign_ste(h), z))
-    return out
 
 
 def test_sorted_nce_with_several_m_is_the_mean_over_them():
@@ -107,3 +98,19 @@ def test_nsh_with_loss_trains_through_the_hook():
     plain = NSHTransformer(n_bits=8, max_epochs=1, batch_size=32, hidden_sizes=(16,), latent_dim=8,
                            random_state=0).fit(X)
     assert type(plain.net_.criterion_) is NSHLoss  # the library's own classes are untouched
+
+
+def test_script_compares_the_defaults_with_a_variant():
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    cmd = [sys.executable, str(ROOT / "research" / "loss_variants.py"), "--params", '{"n_positives": [2, 4]}',
+           "--bits", "16", "--epochs", "1", "--seeds", "1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["defaults", "variant"]
+    assert all(0 < float(line.split()[2]) <= 1 for line in lines)
