@@ -35,7 +35,8 @@ class TrainingViews:
     ----------
     multi_view_ : bool
         Set by :meth:`prepare`: whether training batches hold several views per sample,
-        of shape (batch, n_views, ...).
+        of shape (batch, n_views, ...). Before :meth:`prepare`, a batch is one view per
+        sample.
     """
 
     def __init__(self, augment=None, *, mix_neighbors=0, mix_weight=1.0):
@@ -73,7 +74,7 @@ class TrainingViews:
 
     def __call__(self, batch):
         """Two random views ``(a, b)`` of a batch tensor."""
-        if self.multi_view_:
+        if getattr(self, "multi_view_", False):
             a, b = _two_distinct_views(batch)
         else:
             a = b = batch

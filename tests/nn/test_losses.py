@@ -32,14 +32,6 @@ def test_code_nt_xent_prefers_matching_views():
     assert code_nt_xent(a, a, 0.5) < code_nt_xent(a, torch.randn(16, 32).sign(), 0.5)
 
 
-def test_sign_ste_is_binary_with_identity_gradient():
-    h = torch.tensor([-0.3, 0.0, 0.7], requires_grad=True)
-    b = sign_ste(h)
-    assert b.tolist() == [-1.0, 1.0, 1.0]
-    b.sum().backward()
-    assert h.grad.tolist() == [1.0, 1.0, 1.0]
-
-
 def test_quantization_loss_zero_at_signs():
     assert quantization_loss(torch.tensor([1.0, -1.0])).item() == 0.0
     assert quantization_loss(torch.tensor([0.0])).item() == 1.0
