@@ -68,7 +68,7 @@ def main():
     model = step("fit NSHTransformer on 20,000 rows", lambda: NSHTransformer(
         n_bits=args.bits, max_epochs=2, random_state=0).fit(np.asarray(X[:20_000])))
     codes = step(f"transform all {n:,} rows", lambda: model.transform(X))
-    nn = step("HammingNeighbors.fit", lambda: HammingNeighbors(n_neighbors=100).fit(codes))
+    nn = step("HammingNeighbors.fit", lambda: HammingNeighbors(n_neighbors=100, n_jobs=-1).fit(codes))
     queries = codes[:100]
     step("kneighbors: 100 queries, k=100", lambda: nn.kneighbors(queries))
     step("radius_neighbors: 10 queries, radius=4", lambda: nn.radius_neighbors(queries[:10], radius=4))
