@@ -7,6 +7,8 @@ at position ``j % 8`` counted from the least significant bit. This is the order 
 handed to faiss unchanged.
 """
 
+import warnings
+
 import numpy as np
 
 __all__ = ["pack_codes", "unpack_codes", "n_bytes_for", "check_codes", "pairwise_hamming"]
@@ -30,10 +32,20 @@ def pack_codes(bits):
     -------
     codes : ndarray of shape (n_samples, ceil(n_bits / 8)), dtype uint8
         Packed codes; unused high bits of the last byte are zero.
+
+    Raises
+    ------
+    ValueError
+        For ``uint8`` input holding values above 1: those are packed codes already.
     """
     bits = np.asarray(bits)
     if bits.ndim != 2:
         raise ValueError(f"bits must be 2-D (n_samples, n_bits), got shape {bits.shape}")
+    if bits.dtype == np.uint8 and bits.size and bits.max() > 1:
+        raise ValueError(
+            f"bits holds uint8 values up to {bits.max()}, not one 0/1 value per bit: these look like "
+            "codes that are packed already (pack_codes would pack their bytes again)"
+        )
     if bits.dtype != np.bool_:
         bits = bits > 0
     return np.packbits(bits, axis=1, bitorder="little")
@@ -105,7 +117,29 @@ def check_codes(codes, *, name="codes", n_bytes=None, allow_empty=False):
             f"{name} are {codes.shape[1]} bytes wide ({8 * codes.shape[1]} bits) but "
             f"{n_bytes} bytes ({8 * n_bytes} bits) were expected"
         )
+    _warn_if_unpacked(codes, name)
     return np.ascontiguousarray(codes)
+
+
+# Rows looked at for the unpacked-bits warning: enough to be sure, cheap at any size.
+_UNPACKED_SAMPLE = 1024
+
+
+def _warn_if_unpacked(codes, name):
+    """Warn when codes look like unpacked bits (what ``np.unpackbits`` returns).
+
+    Every byte of a packed code being 0 or 1 has probability (2/256) per byte; over 8 or
+    more bytes of every sampled row it is all but impossible for real codes.
+    """
+    sample = codes[:_UNPACKED_SAMPLE]
+    if codes.shape[1] >= 8 and sample.size and sample.max() == 1:
+        warnings.warn(
+            f"every byte of {name} is 0 or 1: these look like unpacked bits ({8 * codes.shape[1]} bits "
+            f"would be read for each of the {codes.shape[1]} values). Pack them with "
+            "sortedhash.pack_codes first.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def pairwise_hamming(a, b):

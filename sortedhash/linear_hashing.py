@@ -8,11 +8,12 @@ or a benchmark.
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._codes_out import PackedCodesOutMixin
 from ._safe_state import SafeStateMixin
 from ._versions import VersionedMixin
 from .bits import n_bytes_for, pack_codes
@@ -20,7 +21,7 @@ from .bits import n_bytes_for, pack_codes
 __all__ = ["LSHTransformer", "PCAHashTransformer", "ITQTransformer"]
 
 
-class _LinearHash(SafeStateMixin, VersionedMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+class _LinearHash(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, TransformerMixin,
                   BaseEstimator):
     """Codes are ``sign((X - mean_) @ projection_)``, packed."""
 
@@ -41,10 +42,6 @@ class _LinearHash(SafeStateMixin, VersionedMixin, ClassNamePrefixFeaturesOutMixi
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return pack_codes((X - self.mean_) @ self.projection_ >= 0)
-
-    @property
-    def _n_features_out(self):
-        return self.n_bytes_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

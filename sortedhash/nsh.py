@@ -17,12 +17,13 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._device import resolve_device
+from ._codes_out import PackedCodesOutMixin
 from ._safe_state import SafeStateMixin
 from ._skorch import EpochProgressBar, NSHNet, StopOnNonFiniteLoss
 from ._versions import VersionedMixin
@@ -45,7 +46,7 @@ def _non_negative(kind=Real):
     return [Interval(kind, 0, None, closed="left")]
 
 
-class NSHTransformer(SafeStateMixin, VersionedMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, TransformerMixin,
                      BaseEstimator):
     """Naturally-Sorted Hashing: learn binary codes by sorting in-batch Hamming distances.
 
@@ -461,10 +462,6 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, ClassNamePrefixFeaturesOutM
         """Training history of the skorch net (loss per epoch under ``"train_loss"``)."""
         check_is_fitted(self)
         return self.net_.history
-
-    @property
-    def _n_features_out(self):
-        return self.n_bytes_
 
     def __sklearn_is_fitted__(self):
         # validate_data sets n_features_in_ before training starts; only a completed (or

@@ -30,12 +30,12 @@ def plot_precision_recall(curves, ax=None):
 
     Parameters
     ----------
-    curves : dict of str to (precision, recall)
-        As returned by :func:`sortedhash.metrics.precision_recall_curve` (its first two values).
+    curves : dict of str to (precision, recall) or (precision, recall, radius)
+        As returned by :func:`sortedhash.metrics.precision_recall_curve`.
     ax : matplotlib Axes, default=None
     """
     ax = _axes(ax)
-    for name, (precision, recall) in curves.items():
+    for name, (precision, recall, *_) in curves.items():
         keep = ~np.isnan(precision)
         ax.plot(recall[keep], precision[keep], marker=".", label=name)
     ax.set_xlabel("recall")

@@ -43,3 +43,34 @@ def test_check_codes_errors(codes, match):
 def test_check_codes_width():
     with pytest.raises(ValueError, match="3 bytes wide .* 2 bytes"):
         check_codes(np.zeros((2, 3), np.uint8), n_bytes=2)
+
+
+def test_pack_codes_refuses_codes_that_are_packed_already():
+    codes = pack_codes(np.random.default_rng(0).integers(0, 2, (5, 64)))
+    with pytest.raises(ValueError, match="packed already"):
+        pack_codes(codes)
+    # 0/1 uint8 bits (what np.unpackbits returns) are what it packs.
+    np.testing.assert_array_equal(pack_codes(unpack_codes(codes)), codes)
+
+
+def test_unpacked_bits_are_flagged_wherever_codes_are_taken():
+    import warnings
+
+    from sortedhash import HammingNeighbors
+    from sortedhash.metrics import mean_average_precision
+
+    rng = np.random.default_rng(1)
+    packed = rng.integers(0, 256, (30, 8), dtype=np.uint8)
+    bits = unpack_codes(packed)  # 64 bytes of 0/1 per row
+    labels = rng.integers(0, 3, 30)
+    for call in (lambda c: check_codes(c), lambda c: HammingNeighbors(n_neighbors=2).fit(c),
+                 lambda c: mean_average_precision(c, labels, c, labels)):
+        with pytest.warns(UserWarning, match="unpacked bits"):
+            call(bits)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            call(packed)  # real packed codes: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_codes(np.zeros((4, 8), np.uint8))  # all-zero codes are codes, not bits
+        check_codes(np.ones((4, 2), np.uint8))  # too short to tell

@@ -80,3 +80,18 @@ def test_itq_against_faiss(digits):
     rotation = faiss.ITQMatrix(32)
     rotation.train(V)
     assert _quantization_loss(centred @ model.projection_) < _quantization_loss(rotation.apply(V))
+
+
+def test_output_columns_are_named_after_the_bits_they_pack():
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(np.random.default_rng(0).standard_normal((40, 6)), columns=list("abcdef"))
+    for model in (LSHTransformer(n_bits=20, random_state=0), ITQTransformer(n_bits=6, random_state=0)):
+        model.fit(X)
+        names = model.get_feature_names_out()
+        prefix = type(model).__name__.lower()
+        assert names[0] == f"{prefix}_bits0-7" and len(names) == model.n_bytes_
+        out = model.set_output(transform="pandas").transform(X)
+        assert list(out.columns) == list(names)
+        np.testing.assert_array_equal(out.to_numpy(), model.set_output(transform="default").transform(X))
+        with pytest.raises(ValueError):
+            model.get_feature_names_out(["x"] * 6)  # not the features seen in fit

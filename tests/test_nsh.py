@@ -367,3 +367,11 @@ def test_views_are_the_nets_constructor_argument(digits):
     assert isinstance(views.augment, FeatureNoise)
     assert (views.augment.noise_std, views.augment.dropout) == (model.noise_std, model.feature_dropout)
     assert small_nsh(mix_neighbors=0, max_epochs=1).fit(X[:100]).net_.views.multi_view_ is False
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
+def test_cuda_device_without_cuda_names_the_parameter(digits):
+    X, _ = digits
+    for device in ("cuda", "cuda:1", torch.device("cuda")):
+        with pytest.raises(ValueError, match="device=.* CUDA is not available"):
+            small_nsh(device=device).fit(X[:100])

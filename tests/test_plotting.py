@@ -29,7 +29,8 @@ def test_precision_recall_draws_each_curve_without_its_nan_points():
     precision, recall, _ = precision_recall_curve(db[:10], labels[:10], db, labels)
     precision = precision.copy()
     precision[:2] = np.nan  # radii at which no query retrieved anything
-    ax = plot_precision_recall({"a": (precision, recall), "b": (precision * 0.5, recall)})
+    # The curve's three values (precision, recall, radius) go in as they come.
+    ax = plot_precision_recall({"a": (precision, recall, np.arange(17)), "b": (precision * 0.5, recall)})
     lines = ax.get_lines()
     assert [line.get_label() for line in lines] == ["a", "b"]
     np.testing.assert_allclose(lines[0].get_xdata(), recall[2:])

@@ -26,7 +26,7 @@ def make_map_scorer(*, k=None):
         (greater is better).
     """
 
-    def scorer(estimator, X, y):
+    def scorer(estimator, X, y=None):
         if y is None:
             raise ValueError("the mAP scorer needs labels y to define relevance")
         codes = estimator.transform(X)

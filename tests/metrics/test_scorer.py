@@ -19,5 +19,7 @@ def test_scorer_is_leave_one_out_map_of_the_codes():
 
 def test_scorer_needs_labels():
     X = np.random.default_rng(0).standard_normal((10, 3))
-    with pytest.raises(ValueError, match="needs labels"):
-        map_scorer(LSHTransformer(n_bits=8, random_state=0).fit(X), X, None)
+    model = LSHTransformer(n_bits=8, random_state=0).fit(X)
+    for call in (lambda: map_scorer(model, X, None), lambda: map_scorer(model, X)):
+        with pytest.raises(ValueError, match="needs labels"):
+            call()
