@@ -105,6 +105,11 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         Your own backbone (e.g. a CNN over image tensors). It maps a batch to a 2-D
         feature tensor; the hash and latent heads are added on top. A copy is trained;
         yours is left untouched. None uses an MLP over feature vectors.
+    standardize : bool, default=True
+        Standardise feature vectors (default encoder only) with the mean and standard
+        deviation of each feature, fitted in ``fit`` and applied in ``transform``, so the
+        augmentation's noise, in feature standard deviations, means the same whatever the
+        input's scale. Costs one float32 copy of the training input during ``fit``.
     augment : "noise", callable or None, default="noise"
         How a random view is made: "noise" adds Gaussian noise (``noise_std``) then feature
         dropout (``feature_dropout``) to standardised feature vectors; a callable maps a
@@ -159,6 +164,9 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         Bytes of one packed code.
     multi_view_ : bool
         Whether ``fit`` received several precomputed views per sample.
+    mean_, scale_ : ndarray of shape (n_features_in_,)
+        Per-feature mean and standard deviation of the training input (1 for a constant
+        feature); only with ``standardize`` and the default encoder.
 
     Examples
     --------
@@ -187,6 +195,7 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         "hidden_sizes": [tuple, list],
         "latent_dim": [Interval(Integral, 1, None, closed="left")],
         "encoder": [torch.nn.Module, None],
+        "standardize": ["boolean"],
         "augment": [StrOptions({"noise"}), callable, None],
         "noise_std": _non_negative(),
         "feature_dropout": [Interval(Real, 0, 1, closed="left")],
@@ -220,6 +229,7 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         hidden_sizes=(1024,),
         latent_dim=256,
         encoder=None,
+        standardize=True,
         augment="noise",
         noise_std=0.6,
         feature_dropout=0.4,
@@ -247,6 +257,7 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         self.hidden_sizes = hidden_sizes
         self.latent_dim = latent_dim
         self.encoder = encoder
+        self.standardize = standardize
         self.augment = augment
         self.noise_std = noise_std
         self.feature_dropout = feature_dropout
@@ -281,6 +292,7 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         """
         self._check_params()
         X, multi_view = self._validate_training_input(X)
+        X = self._fit_standardize(X)
         rng = check_random_state(self.random_state)
         torch_seed, views_seed = rng.randint(_MAX_SEED), rng.randint(_MAX_SEED)
         views = self._make_views()
@@ -341,6 +353,24 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         X = np.asarray(X, dtype=np.float32)  # a copy only if needed; never written to
         # torch cannot wrap a read-only array without copying anyway.
         return (X if X.flags.writeable else X.copy()), multi_view
+
+    def _fit_standardize(self, X):
+        """``X`` standardised per feature (a new array), the statistics kept; or ``X`` as is."""
+        for name in ("mean_", "scale_"):  # from an earlier fit with other settings
+            self.__dict__.pop(name, None)
+        if not self.standardize or self.encoder is not None:
+            return X
+        rows = X.reshape(-1, X.shape[-1])  # views of a sample count as rows
+        self.mean_ = rows.mean(axis=0, dtype=np.float64).astype(np.float32)
+        scale = rows.std(axis=0, dtype=np.float64)
+        self.scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        return (X - self.mean_) / self.scale_
+
+    def _input_for_network(self, X):
+        """Rows of ``X`` as the network saw them in training (standardised when it was)."""
+        if hasattr(self, "mean_"):
+            return (X - self.mean_) / self.scale_
+        return X
 
     # ------------------------------------------------------------------ hooks
     def _make_views(self):
@@ -420,7 +450,8 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         try:
             for start in range(0, X.shape[0], _ENCODE_BATCH):
                 # torch.tensor copies: the caller's (possibly read-only) array is never wrapped.
-                batch = torch.tensor(X[start:start + _ENCODE_BATCH], dtype=torch.float32, device=device)
+                rows = self._input_for_network(X[start:start + _ENCODE_BATCH])
+                batch = torch.tensor(rows, dtype=torch.float32, device=device)
                 bits = module.encode(batch).cpu().numpy()
                 codes[start:start + len(bits)] = np.packbits(bits, axis=1, bitorder="little")
         finally:
@@ -438,6 +469,7 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
                 )
         if callable(params["augment"]):
             raise ValueError("save() cannot store a callable augment; use joblib for such a model")
+        arrays.update({f"attr.{name}": getattr(self, name) for name in ("mean_", "scale_") if hasattr(self, name)})
         arrays.update({f"module.{k}": v for k, v in self.net_.module_.state_dict().items()})
         values["history"] = self.net_.history.to_list()
         return params, arrays, values
@@ -447,7 +479,11 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         from skorch.history import History
 
         params["hidden_sizes"] = tuple(params["hidden_sizes"])  # JSON holds it as a list
+        params.setdefault("standardize", False)  # files of 0.1 predate it: their models did not
         estimator = super()._from_safe_state(params, arrays, values)
+        for name in ("mean_", "scale_"):
+            if f"attr.{name}" in arrays:
+                setattr(estimator, name, arrays[f"attr.{name}"])
         module = estimator._make_module((estimator.n_features_in_,))
         module.load_state_dict({k[len("module."):]: torch.from_numpy(v) for k, v in arrays.items()
                                 if k.startswith("module.")}, strict=True)
