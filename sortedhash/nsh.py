@@ -12,12 +12,15 @@ through hooks that a subclass may override, and trains them with skorch:
 
 import contextlib
 import copy
+import math
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
+from skorch.callbacks import EarlyStopping
+from skorch.dataset import ValidSplit
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -25,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._device import resolve_device
 from ._codes_out import PackedCodesOutMixin
 from ._safe_state import SafeStateMixin
-from ._skorch import EpochProgressBar, NSHNet, StopOnNonFiniteLoss
+from ._skorch import EpochProgressBar, NSHNet, StopOnNonFiniteLoss, ValidNeighborRecall
 from ._versions import VersionedMixin
 from .bits import n_bytes_for
 from .nn import FeatureNoise, HashingNetwork, MLPBackbone, NSHLoss, make_sorter
@@ -133,7 +136,23 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         Training batch size (the sorted lists have this length; the sort costs
         O(batch_size^2) per sample). Incomplete last batches are dropped.
     max_epochs : int, default=50
-        Training epochs.
+        Training epochs (the most, with ``early_stopping``; more of them, with
+        ``warm_start``).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the samples, score the training loss on them
+        after every epoch (``history_[:, "valid_loss"]``), stop when it has not improved
+        for ``n_iter_no_change`` epochs and keep the weights of the best epoch. The history
+        also records ``"valid_neighbor_recall"``: the share of each held-out sample's 10
+        nearest held-out samples by cosine among its 10 nearest codes (on 2,000 of them
+        at most), a label-free score of the codes.
+    validation_fraction : float, default=0.1
+        Share of the samples held out with ``early_stopping``.
+    n_iter_no_change : int, default=5
+        Epochs without improvement of the validation loss before stopping.
+    warm_start : bool, default=False
+        Continue training the fitted network (``max_epochs`` more epochs, the history
+        appended) instead of starting anew; the input standardisation fitted first is
+        kept.
     lr : float, default=1e-3
         Adam learning rate.
     device : str or torch.device, default="auto"
@@ -155,7 +174,10 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
     net_ : skorch.NeuralNet
         The trained network.
     history_ : skorch.History
-        Training history (``history_[:, "train_loss"]`` is the loss per epoch).
+        Training history (``history_[:, "train_loss"]`` is the loss per epoch, and with
+        ``early_stopping`` ``history_[:, "valid_loss"]`` the validation loss).
+    n_iter_ : int
+        Epochs trained, over every ``fit`` of a warm start.
     n_features_in_ : int
         Number of input features.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -203,6 +225,10 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         "mix_weight": [Interval(Real, 0, 1, closed="both")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "warm_start": ["boolean"],
         "lr": _positive(),
         "device": [str, torch.device],
         "random_state": ["random_state"],
@@ -237,6 +263,10 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         mix_weight=1.0,
         batch_size=128,
         max_epochs=50,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        warm_start=False,
         lr=1e-3,
         device="auto",
         random_state=None,
@@ -265,6 +295,10 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         self.mix_weight = mix_weight
         self.batch_size = batch_size
         self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
         self.lr = lr
         self.device = device
         self.random_state = random_state
@@ -291,18 +325,24 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         self : NSHTransformer
         """
         self._check_params()
-        X, multi_view = self._validate_training_input(X)
-        X = self._fit_standardize(X)
+        warm = self.warm_start and hasattr(self, "net_")
+        X, multi_view = self._validate_training_input(X, reset=not warm)
+        X = self._input_for_network(X) if warm else self._fit_standardize(X)
         rng = check_random_state(self.random_state)
         torch_seed, views_seed = rng.randint(_MAX_SEED), rng.randint(_MAX_SEED)
-        views = self._make_views()
+        views = self.net_.views if warm else self._make_views()
         X_train = views.prepare(X, multi_view=multi_view, random_state=views_seed)
         sample_shape = X_train.shape[2:] if views.multi_view_ else X_train.shape[1:]
         device = resolve_device(self.device)
+        epochs_before = len(self.net_.history) if warm else 0
         with _seeded_torch(torch_seed, device):
-            net = self._make_net(self._make_module(sample_shape), views, device, min(self.batch_size, len(X)))
-            net.fit(X_train, None)
-        self.net_ = _finished_training(net, self.max_epochs)
+            if warm:
+                net = self.net_.partial_fit(X_train, None, epochs=self.max_epochs)
+            else:
+                net = self._make_net(self._make_module(sample_shape), views, device, len(X))
+                net.fit(X_train, None)
+        self.net_ = _finished_training(net, self.max_epochs, epochs_before)
+        self.n_iter_ = len(self.net_.history)
         self.multi_view_ = multi_view
         self.n_bytes_ = n_bytes_for(self.n_bits)
         self._record_versions()
@@ -323,24 +363,34 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
             return 4 if self.n_bits < 32 else 8
         return self.n_positives
 
-    def _validate_training_input(self, X):
+    def _split_sizes(self, n_samples):
+        """Samples trained on and held out (none without ``early_stopping``)."""
+        n_valid = math.ceil(self.validation_fraction * n_samples) if self.early_stopping else 0
+        return n_samples - n_valid, n_valid
+
+    def _validate_training_input(self, X, reset=True):
         """Float32 training input and whether it holds several views per sample."""
         # A custom encoder may take images (n, C, H, W); so may multi-view input (n, views, d).
-        X = validate_data(self, X, accept_sparse=False, dtype=[np.float32, np.float64], allow_nd=True)
+        X = validate_data(self, X, reset=reset, accept_sparse=False, dtype=[np.float32, np.float64],
+                          allow_nd=True)
         n_samples = X.shape[0]
         if n_samples < 2:
             raise ValueError(
                 f"NSHTransformer needs at least 2 samples to train (found n_samples = {n_samples}): "
                 "each sample is contrasted with the others in its batch"
             )
-        batch_size, n_positives = min(self.batch_size, n_samples), self._n_positives()
-        if self.sorted_weight and batch_size <= n_positives:
-            raise ValueError(
-                f"too few samples for a batch: batch size {batch_size} (batch_size={self.batch_size}, "
-                f"n_samples={n_samples}) must exceed n_positives={n_positives}"
-                + (" (from 'auto')" if self.n_positives == "auto" else "")
-                + "; lower n_positives or give more samples"
-            )
+        n_positives = self._n_positives() if self.sorted_weight else 1
+        for part, size in zip(("training", "validation"), self._split_sizes(n_samples)):
+            batch_size = min(self.batch_size, size)
+            if (size or part == "training") and batch_size <= n_positives:
+                raise ValueError(
+                    f"too few samples for a batch: the {part} batch size {batch_size} (batch_size="
+                    f"{self.batch_size}, n_samples={n_samples}"
+                    + (f", validation_fraction={self.validation_fraction}" if self.early_stopping else "")
+                    + f") must exceed n_positives={n_positives}"
+                    + (" (from 'auto')" if self.n_positives == "auto" and self.sorted_weight else "")
+                    + "; lower n_positives or give more samples"
+                )
         if self.encoder is None and X.ndim not in (2, 3):
             raise ValueError(
                 f"expected 2-D feature vectors (n_samples, n_features) or 3-D views (n_samples, n_views, "
@@ -402,26 +452,34 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
             quantization_weight=self.quantization_weight,
         )
 
-    def _make_net(self, module, views, device, batch_size):
-        """The skorch net (:attr:`net_class`) that trains ``module`` on ``views``."""
+    def _make_net(self, module, views, device, n_samples):
+        """The skorch net (:attr:`net_class`) that trains ``module`` on ``views`` of ``n_samples``."""
+        n_train, n_valid = self._split_sizes(n_samples)
         callbacks = [("stop_on_non_finite", StopOnNonFiniteLoss())]
         if self.verbose == 1:
             callbacks.append(("progress", EpochProgressBar(desc=f"NSH {self.n_bits} bits")))
-        callbacks += list(self.callbacks or [])
         kwargs = dict(
             optimizer=torch.optim.Adam,
             lr=self.lr,
             max_epochs=self.max_epochs,
-            batch_size=batch_size,
+            batch_size=min(self.batch_size, n_train),
             train_split=None,
             iterator_train__shuffle=True,
             iterator_train__drop_last=True,
             device=device,
-            callbacks=callbacks,
             verbose=int(self.verbose >= 2),
         )
+        if self.early_stopping:
+            split_seed = int(torch.randint(_MAX_SEED, ()))  # drawn from the fit's seeded torch RNG
+            kwargs.update(train_split=ValidSplit(self.validation_fraction, random_state=split_seed),
+                          iterator_valid__batch_size=min(self.batch_size, n_valid),
+                          iterator_valid__drop_last=True)
+            callbacks += [("valid_neighbor_recall", ValidNeighborRecall()),
+                          ("early_stopping", EarlyStopping(patience=self.n_iter_no_change, load_best=True))]
+        callbacks += list(self.callbacks or [])
         kwargs.update(self.net_kwargs or {})
-        return self.net_class(module, criterion=self._make_criterion(), views=views, **kwargs)
+        _check_validation_is_scored(callbacks, kwargs["train_split"])
+        return self.net_class(module, criterion=self._make_criterion(), views=views, callbacks=callbacks, **kwargs)
 
     # ------------------------------------------------------------------ transform
     def transform(self, X):
@@ -488,6 +546,7 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         module.load_state_dict({k[len("module."):]: torch.from_numpy(v) for k, v in arrays.items()
                                 if k.startswith("module.")}, strict=True)
         net = estimator._make_net(module, estimator._make_views(), "cpu", estimator.batch_size).initialize()
+        estimator.n_iter_ = len(values.get("history", []))
         net.history = History(values.get("history", []))
         estimator.net_ = net
         return estimator
@@ -537,19 +596,36 @@ def _output_width(backbone, sample_shape):
     return out.shape[1]
 
 
-def _finished_training(net, max_epochs):
-    """``net`` once its history is clean; warns when training stopped early.
+def _check_validation_is_scored(callbacks, train_split):
+    """Refuse callbacks that monitor a validation score when nothing is held out."""
+    if train_split is not None:
+        return
+    for item in callbacks:
+        callback = item[1] if isinstance(item, tuple) else item  # (name, callback) or a callback
+        monitor = getattr(callback, "monitor", None)
+        if isinstance(monitor, str) and monitor.startswith("valid_"):
+            raise ValueError(
+                f"callbacks: {type(callback).__name__} monitors {monitor!r}, but no validation split is "
+                "scored: set early_stopping=True (validation_fraction holds samples out), or monitor "
+                "'train_loss'"
+            )
+
+
+def _finished_training(net, max_epochs, epochs_before=0):
+    """``net`` once its history is clean; warns when training was interrupted.
 
     skorch turns a KeyboardInterrupt into a clean stop; its history then ends with the
-    row of the epoch that was cut short, which has no loss.
+    row of the epoch that was cut short, which has no loss. Early stopping stops the same
+    way, deliberately: that is no interruption.
     """
-    partial = len(net.history) and "train_loss" not in net.history[-1]
+    partial = len(net.history) > epochs_before and "train_loss" not in net.history[-1]
     if partial:
         net.history.pop()
-    done = len(net.history)
-    if done == 0:
+    done = len(net.history) - epochs_before
+    if done == 0 and epochs_before == 0:
         raise RuntimeError("training was interrupted before the first epoch ended; the estimator is not fitted")
-    if done < max_epochs:
+    stopped = any(isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience for _, cb in net.callbacks_)
+    if done < max_epochs and not stopped:
         warnings.warn(
             f"training stopped after {done} of {max_epochs} epochs (interrupted); the estimator is "
             f"fitted with the {done} epochs done" + (" and part of the next" if partial else ""),

@@ -435,3 +435,72 @@ def test_standardisation_is_fitted_in_fit_and_applied_in_transform(digits):
     assert (unpack_codes(model.transform(shifted)) != unpack_codes(same.transform(standard))).mean() < 0.01
     off = small_nsh(standardize=False).fit(shifted)
     assert not hasattr(off, "mean_") and not hasattr(model.set_params(standardize=False).fit(shifted), "mean_")
+
+
+def test_early_stopping_scores_a_held_out_split_and_keeps_the_best_weights(digits):
+    import warnings
+
+    X, _ = digits
+    model = small_nsh(early_stopping=True, validation_fraction=0.2, n_iter_no_change=3, max_epochs=40,
+                      batch_size=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a deliberate stop is no interruption
+        model.fit(X[:400])
+    valid = model.history_[:, "valid_loss"]
+    assert len(valid) == model.n_iter_ == len(model.history_) and all(np.isfinite(valid))
+    assert model.history_[0, "batches", :, "valid_batch_size"] == [32, 32]  # 80 held out, the partial batch dropped
+    best = int(np.argmin(valid))
+    stopper = dict(model.net_.callbacks_)["early_stopping"]
+    if model.n_iter_ < 40:  # stopped: n_iter_no_change epochs after the best one
+        assert model.n_iter_ == best + 1 + 3
+    assert stopper.best_epoch_ == best + 1
+    for name, weights in model.net_.module_.state_dict().items():
+        torch.testing.assert_close(weights, stopper.best_model_weights_[name])
+
+
+def test_a_stop_on_no_improvement_is_deliberate_and_skorch_callbacks_work(digits, tmp_path):
+    import warnings
+
+    from skorch.callbacks import Checkpoint, EarlyStopping
+    from skorch.dataset import ValidSplit
+
+    X, _ = digits
+    # An lr too small to move the loss: the validation loss stops improving at once.
+    frozen = small_nsh(lr=1e-12, max_epochs=20, early_stopping=True, n_iter_no_change=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        frozen.fit(X[:300])
+        assert frozen.n_iter_ == 3
+        own = small_nsh(lr=1e-12, max_epochs=20, callbacks=[EarlyStopping(monitor="train_loss", patience=1)])
+        assert own.fit(X[:300]).n_iter_ == 2
+    checkpoint = Checkpoint(dirname=str(tmp_path / "ckpt"), monitor="valid_loss_best")
+    small_nsh(early_stopping=True, max_epochs=3, callbacks=[checkpoint]).fit(X[:300])
+    assert (tmp_path / "ckpt" / "params.pt").exists()
+    folds = small_nsh(max_epochs=2, net_kwargs={"train_split": ValidSplit(5)}).fit(X[:300])
+    assert len(folds.history_[:, "valid_loss"]) == 2
+    with pytest.raises(ValueError, match="monitors 'valid_loss'.*early_stopping=True"):
+        small_nsh(callbacks=[EarlyStopping()]).fit(X[:300])
+    with pytest.raises(ValueError, match="validation batch size 2 .*validation_fraction=0.05"):
+        small_nsh(early_stopping=True, validation_fraction=0.05, n_positives=2).fit(X[:40])
+
+
+def test_warm_start_continues_training(digits):
+    X, _ = digits
+    model = small_nsh(warm_start=True, max_epochs=2).fit(X[:300])
+    module, mean = model.net_.module_, model.mean_.copy()
+    first = model.history_[:, "train_loss"]
+    model.set_params(max_epochs=3).fit(3 * X[:300] + 1)  # its scale is not refitted
+    assert model.n_iter_ == 5 and model.history_[:2, "train_loss"] == first
+    assert model.net_.module_ is module
+    np.testing.assert_array_equal(model.mean_, mean)
+    cold = small_nsh(max_epochs=3).fit(3 * X[:300] + 1)
+    assert cold.n_iter_ == 3 and not np.array_equal(cold.transform(X[:50]), model.transform(X[:50]))
+    with pytest.raises(ValueError, match="features"):
+        model.fit(X[:300, :10])
+
+
+def test_the_nets_own_partial_fit_takes_float64(digits):
+    X, _ = digits
+    model = small_nsh(mix_neighbors=0, max_epochs=1).fit(X[:200])
+    model.net_.partial_fit(X[:200].astype(np.float64), epochs=1)
+    assert len(model.history_) == 2

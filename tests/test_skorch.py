@@ -45,3 +45,26 @@ def test_progress_bar_counts_epochs(digits, capsys):
     model = small_nsh(max_epochs=2, verbose=1).fit(X[:100])
     assert any(isinstance(cb, EpochProgressBar) for _, cb in model.net_.callbacks_)
     assert np.isfinite(model.history_[-1, "train_loss"])
+
+
+def test_valid_neighbor_recall_against_a_direct_computation(digits):
+    X, _ = digits
+    model = small_nsh(early_stopping=True, validation_fraction=0.25, max_epochs=3, mix_neighbors=0).fit(X[:400])
+    recall = model.history_[:, "valid_neighbor_recall"]
+    assert len(recall) == 3 and all(0 <= r <= 1 for r in recall)
+    callbacks = dict(model.net_.callbacks_)
+    held_out = callbacks["valid_neighbor_recall"].inputs_.numpy()  # standardised, as the net saw them
+    assert held_out.shape == (100, X.shape[1])
+    # The model keeps the best epoch's weights: its codes give that epoch's recorded score.
+    with torch.no_grad():
+        bits = model.net_.module_.encode(torch.as_tensor(held_out)).numpy()
+    hamming = (bits[:, None, :] != bits[None, :, :]).sum(-1).astype(float)
+    unit = held_out / np.linalg.norm(held_out, axis=1, keepdims=True)
+    cosine = unit @ unit.T
+    np.fill_diagonal(hamming, np.inf)
+    np.fill_diagonal(cosine, -np.inf)
+    by_codes = np.argsort(hamming, axis=1, kind="stable")[:, :10]
+    by_floats = np.argsort(-cosine, axis=1, kind="stable")[:, :10]
+    expected = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(by_codes, by_floats)])
+    best_epoch = callbacks["early_stopping"].best_epoch_
+    assert model.history_[best_epoch - 1, "valid_neighbor_recall"] == pytest.approx(expected)
