@@ -39,9 +39,14 @@ class SafeStateMixin:
         return self.get_params(deep=False), arrays, values
 
     @classmethod
+    def _from_safe_params(cls, params):
+        """An unfitted estimator of the stored (JSON) parameters."""
+        return cls(**params)
+
+    @classmethod
     def _from_safe_state(cls, params, arrays, values):
         """The fitted estimator that :meth:`_to_safe_state` described (arrays as ndarrays)."""
-        estimator = cls(**params)
+        estimator = cls._from_safe_params(params)
         for name in cls._safe_values:
             setattr(estimator, name, values[name])
         if "feature_names_in_" in values:

@@ -533,11 +533,15 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         return params, arrays, values
 
     @classmethod
+    def _from_safe_params(cls, params):
+        params = dict(params, hidden_sizes=tuple(params["hidden_sizes"]))  # JSON holds it as a list
+        params.setdefault("standardize", False)  # files of 0.1 predate it: their models did not
+        return cls(**params)
+
+    @classmethod
     def _from_safe_state(cls, params, arrays, values):
         from skorch.history import History
 
-        params["hidden_sizes"] = tuple(params["hidden_sizes"])  # JSON holds it as a list
-        params.setdefault("standardize", False)  # files of 0.1 predate it: their models did not
         estimator = super()._from_safe_state(params, arrays, values)
         for name in ("mean_", "scale_"):
             if f"attr.{name}" in arrays:

@@ -7,8 +7,9 @@ import warnings
 import joblib
 import numpy as np
 import pytest
+import torch
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 import sortedhash
 from sortedhash import (HammingNeighbors, InconsistentVersionWarning, ITQTransformer, LSHTransformer,
@@ -126,8 +127,10 @@ def test_save_refuses_what_it_cannot_rebuild(digits, tmp_path):
     model = small_nsh(encoder=torch.nn.Identity()).fit(X[:100])
     with pytest.raises(ValueError, match="joblib"):
         save(model, tmp_path / "m.safetensors")
-    with pytest.raises(TypeError, match="joblib"):
-        save(make_pipeline(StandardScaler()), tmp_path / "m.safetensors")
+    for other in ({"not": "an estimator"}, make_pipeline(StandardScaler(), FunctionTransformer(lambda x: x)),
+                  make_pipeline(FunctionTransformer(np.linalg.norm))):
+        with pytest.raises(TypeError, match="joblib"):
+            save(other, tmp_path / "m.safetensors")
 
 
 def test_version_mismatch_warns_on_pickle_and_safe_load(fitted, tmp_path):
@@ -196,3 +199,79 @@ def test_writes_nothing_outside_the_paths_given(tmp_path):
     left = sorted(str(p.relative_to(tmp_path)) for root in (work, home) for p in root.rglob("*"))
     assert not left, f"files left behind: {left}"
     assert {p.name for p in tmp_path.iterdir()} == {"home", "work", "model.safetensors"}
+
+
+def _round_trip(model, tmp_path, name="model"):
+    save(model, tmp_path / f"{name}.safetensors")
+    return load(tmp_path / f"{name}.safetensors")
+
+
+def test_pipelines_round_trip_with_identical_outputs(digits, tmp_path):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.decomposition import PCA, TruncatedSVD
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.pipeline import make_union
+    from sklearn.preprocessing import Normalizer
+
+    X, _ = digits
+    nsh = make_pipeline(StandardScaler(), PCA(20, random_state=0), small_nsh()).fit(X[:300])
+    steps = list(nsh.steps)
+    loaded = _round_trip(nsh, tmp_path, "nsh")
+    assert [type(s).__name__ for _, s in loaded.steps] == ["StandardScaler", "PCA", "NSHTransformer"]
+    np.testing.assert_array_equal(loaded.transform(X), nsh.transform(X))
+    assert nsh.steps == steps  # saving left the caller's pipeline as it was
+
+    positive = np.abs(X[:300])
+    logs = make_pipeline(FunctionTransformer(np.log1p), Normalizer(), ITQTransformer(n_bits=16, random_state=0))
+    logs.fit(positive)
+    np.testing.assert_array_equal(_round_trip(logs, tmp_path, "logs").transform(positive), logs.transform(positive))
+
+    texts = [f"doc {i} word{i % 7} word{i % 5} topic{i % 3}" for i in range(80)]
+    for vectorizer in (TfidfVectorizer(), CountVectorizer()):
+        text = make_pipeline(vectorizer, TruncatedSVD(8, random_state=0), LSHTransformer(n_bits=16, random_state=0))
+        text.fit(texts)
+        np.testing.assert_array_equal(_round_trip(text, tmp_path, "text").transform(texts), text.transform(texts))
+
+    union = make_union(LSHTransformer(n_bits=16, random_state=0), PCAHashTransformer(n_bits=8)).fit(X)
+    np.testing.assert_array_equal(_round_trip(union, tmp_path, "union").transform(X), union.transform(X))
+
+    columns = ColumnTransformer([("hash", small_nsh(), list(range(32))), ("scale", StandardScaler(), [40, 41])])
+    columns.fit(X[:300])
+    loaded = _round_trip(columns, tmp_path, "columns")
+    np.testing.assert_array_equal(loaded.transform(X), columns.transform(X))
+    assert loaded.transformers[0][1].get_params() == columns.transformers[0][1].get_params()  # the unfitted spec
+
+    search = make_pipeline(LSHTransformer(n_bits=32, random_state=0), HammingNeighbors(n_neighbors=3)).fit(X)
+    loaded = _round_trip(search, tmp_path, "search")
+    queries = search[:-1].transform(X[:20])
+    for a, b in zip(loaded[-1].kneighbors(loaded[:-1].transform(X[:20])), search[-1].kneighbors(queries)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_tampered_or_untrusted_pipeline_files_are_refused(digits, tmp_path):
+    import skops.io as sio
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from sortedhash import persistence
+
+    X, _ = digits
+    pipe = make_pipeline(StandardScaler(), LSHTransformer(n_bits=16, random_state=0)).fit(X)
+    save(pipe, tmp_path / "pipe.safetensors")
+    tensors = load_file(tmp_path / "pipe.safetensors")
+    with safe_open(str(tmp_path / "pipe.safetensors"), framework="pt") as f:
+        header = f.metadata()
+    # An edited parameter of a sortedhash step: the digest covers the header.
+    entries = json.loads(header["estimators"])
+    entries[0]["params"] = entries[0]["params"].replace('"n_bits": 16', '"n_bits": 8')
+    save_file(tensors, str(tmp_path / "edited.safetensors"), metadata={**header, "estimators": json.dumps(entries)})
+    with pytest.raises(ValueError, match="altered"):
+        load(tmp_path / "edited.safetensors")
+    # A skeleton naming a type outside skops's trusted set, with a digest made to match.
+    evil = sio.dumps(make_pipeline(FunctionTransformer(np.linalg.norm)))
+    crafted = dict(tensors, skeleton=torch.frombuffer(bytearray(evil), dtype=torch.uint8))
+    metadata = {**header, "estimators": "[]"}
+    metadata["sha256"] = persistence._digest(crafted, (metadata["class"], metadata["estimators"]))
+    save_file(crafted, str(tmp_path / "crafted.safetensors"), metadata=metadata)
+    with pytest.raises(ValueError, match="types a safe load does not rebuild"):
+        load(tmp_path / "crafted.safetensors")
