@@ -9,12 +9,13 @@ __version__ = "0.1.0"
 from . import metrics
 from ._versions import InconsistentVersionWarning
 from .bits import pack_codes, unpack_codes
-from .linear_hashing import ITQTransformer, LSHTransformer, PCAHashTransformer
+from .linear_hashing import BinaryQuantizer, ITQTransformer, LSHTransformer, PCAHashTransformer
 from .neighbors import HammingNeighbors
 from .nsh import NSHTransformer
 from .persistence import load, save
 
 __all__ = [
+    "BinaryQuantizer",
     "HammingNeighbors",
     "ITQTransformer",
     "InconsistentVersionWarning",

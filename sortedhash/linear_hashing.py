@@ -1,4 +1,5 @@
-"""Baseline hashers: sign of a linear projection of centred data (LSH, PCA, ITQ).
+"""Baseline hashers: sign of a linear projection of centred data (LSH, PCA, ITQ), and
+binary quantization (the sign of each feature).
 
 Each is a scikit-learn transformer returning packed codes in the same bit order as
 :class:`~sortedhash.NSHTransformer`, so they can be swapped for one another in a Pipeline
@@ -18,7 +19,7 @@ from ._safe_state import SafeStateMixin
 from ._versions import VersionedMixin
 from .bits import n_bytes_for, pack_codes
 
-__all__ = ["LSHTransformer", "PCAHashTransformer", "ITQTransformer"]
+__all__ = ["LSHTransformer", "PCAHashTransformer", "ITQTransformer", "BinaryQuantizer"]
 
 
 class _LinearHash(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, TransformerMixin,
@@ -160,3 +161,55 @@ class ITQTransformer(_LinearHash):
             R = (u @ vt).T
         self.projection_ = pca @ R
         return self
+
+
+class BinaryQuantizer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, TransformerMixin, BaseEstimator):
+    """Binary quantization: one bit per input dimension, as vector databases ship it.
+
+    Bit ``j`` is set where feature ``j`` is at least its training mean (``center=True``)
+    or at least 0 (``center=False``, the sign of the raw value: what Qdrant, Milvus,
+    Weaviate and Cohere's binary embeddings do). Nothing is learned but the mean, and the
+    codes are as long as the input: 384-d embeddings give 384 bits (48 bytes).
+
+    Parameters
+    ----------
+    center : bool, default=True
+        Threshold each feature at its training mean instead of at 0.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (n_features,)
+        The thresholds (zeros with ``center=False``).
+    n_bits_ : int
+        ``n_features``: one bit each. The code is padded with zero bits to whole bytes.
+    n_bytes_ : int
+        Bytes of one packed code, ``ceil(n_features / 8)``.
+    """
+
+    _parameter_constraints = {"center": ["boolean"]}
+    _safe_arrays = ("mean_",)
+    _safe_values = ("n_features_in_", "n_bits_", "n_bytes_")
+
+    def __init__(self, *, center=True):
+        self.center = center
+
+    def fit(self, X, y=None):
+        """Record the thresholds (the mean of each feature, or zeros)."""
+        self._validate_params()
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        self.mean_ = X.mean(axis=0) if self.center else np.zeros(X.shape[1], dtype=X.dtype)
+        self.n_bits_ = X.shape[1]
+        self.n_bytes_ = n_bytes_for(self.n_bits_)
+        self._record_versions()
+        return self
+
+    def transform(self, X):
+        """Encode ``X`` into packed codes of shape (n_samples, ceil(n_features / 8)), uint8."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return pack_codes(X >= self.mean_)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []
+        return tags

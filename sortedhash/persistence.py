@@ -44,11 +44,12 @@ _PLACEHOLDER = "sortedhash-estimator:"
 
 def _accepted_classes():
     """The estimator classes a file may name, by name (imported late: they import torch models)."""
-    from .linear_hashing import ITQTransformer, LSHTransformer, PCAHashTransformer
+    from .linear_hashing import BinaryQuantizer, ITQTransformer, LSHTransformer, PCAHashTransformer
     from .neighbors import HammingNeighbors
     from .nsh import NSHTransformer
 
-    classes = (NSHTransformer, LSHTransformer, PCAHashTransformer, ITQTransformer, HammingNeighbors)
+    classes = (NSHTransformer, LSHTransformer, PCAHashTransformer, ITQTransformer, BinaryQuantizer,
+               HammingNeighbors)
     return {cls.__name__: cls for cls in classes}
 
 

@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sortedhash import HammingNeighbors, ITQTransformer, LSHTransformer, PCAHashTransformer
+from sortedhash import BinaryQuantizer, HammingNeighbors, ITQTransformer, LSHTransformer, PCAHashTransformer
 
 from .conftest import small_nsh
 
@@ -52,6 +52,7 @@ def _expected_failures(estimator):
         # The checks fit on as few as 1 feature and a handful of samples.
         PCAHashTransformer(n_bits=1),
         ITQTransformer(n_bits=1, random_state=0),
+        BinaryQuantizer(),
         HammingNeighbors(n_neighbors=1),
     ],
     expected_failed_checks=_expected_failures,

@@ -95,3 +95,19 @@ def test_output_columns_are_named_after_the_bits_they_pack():
         np.testing.assert_array_equal(out.to_numpy(), model.set_output(transform="default").transform(X))
         with pytest.raises(ValueError):
             model.get_feature_names_out(["x"] * 6)  # not the features seen in fit
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_binary_quantizer_sets_one_bit_per_feature_at_its_threshold(center):
+    from sortedhash import BinaryQuantizer
+
+    X = np.random.default_rng(0).standard_normal((50, 13)) + 0.3
+    model = BinaryQuantizer(center=center).fit(X)
+    threshold = X.mean(axis=0) if center else np.zeros(13)
+    np.testing.assert_allclose(model.mean_, threshold)
+    codes = model.transform(X)
+    assert (model.n_bits_, model.n_bytes_, codes.shape) == (13, 2, (50, 2))
+    bits = unpack_codes(codes)
+    np.testing.assert_array_equal(bits[:, :13], (X >= threshold).astype(np.uint8))
+    assert not bits[:, 13:].any()  # padding bits stay zero
+    assert model.get_feature_names_out()[1] == "binaryquantizer_bits8-15"

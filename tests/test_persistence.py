@@ -12,15 +12,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 import sortedhash
-from sortedhash import (HammingNeighbors, InconsistentVersionWarning, ITQTransformer, LSHTransformer,
-                        PCAHashTransformer, load, save)
+from sortedhash import (BinaryQuantizer, HammingNeighbors, InconsistentVersionWarning, ITQTransformer,
+                        LSHTransformer, PCAHashTransformer, load, save)
 
 from .conftest import small_nsh
 
 
 def _transformers():
     return [small_nsh(), LSHTransformer(n_bits=16, random_state=0), PCAHashTransformer(n_bits=16),
-            ITQTransformer(n_bits=16, random_state=0)]
+            ITQTransformer(n_bits=16, random_state=0), BinaryQuantizer()]
 
 
 def _output(est, X):
@@ -42,7 +42,7 @@ def _input(est, X, codes):
     return codes if isinstance(est, HammingNeighbors) else X[:100]
 
 
-@pytest.mark.parametrize("i", range(5))
+@pytest.mark.parametrize("i", range(6))
 def test_safe_format_round_trip(fitted, tmp_path, i):
     models, X, codes = fitted
     est = models[i]
@@ -52,7 +52,7 @@ def test_safe_format_round_trip(fitted, tmp_path, i):
     np.testing.assert_array_equal(_output(loaded, _input(est, X, codes)), _output(est, _input(est, X, codes)))
 
 
-@pytest.mark.parametrize("i", range(5))
+@pytest.mark.parametrize("i", range(6))
 def test_joblib_round_trip(fitted, i):
     models, X, codes = fitted
     buffer = io.BytesIO()
