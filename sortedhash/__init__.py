@@ -10,7 +10,7 @@ from . import metrics
 from ._versions import InconsistentVersionWarning
 from .bits import pack_codes, unpack_codes
 from .linear_hashing import BinaryQuantizer, ITQTransformer, LSHTransformer, PCAHashTransformer
-from .neighbors import HammingNeighbors
+from .neighbors import HammingNeighbors, RerankedNeighbors
 from .nsh import NSHTransformer
 from .persistence import load, save
 
@@ -22,6 +22,7 @@ __all__ = [
     "LSHTransformer",
     "NSHTransformer",
     "PCAHashTransformer",
+    "RerankedNeighbors",
     "__version__",
     "load",
     "metrics",

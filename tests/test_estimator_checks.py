@@ -2,7 +2,8 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sortedhash import BinaryQuantizer, HammingNeighbors, ITQTransformer, LSHTransformer, PCAHashTransformer
+from sortedhash import (BinaryQuantizer, HammingNeighbors, ITQTransformer, LSHTransformer, PCAHashTransformer,
+                        RerankedNeighbors)
 
 from .conftest import small_nsh
 
@@ -54,6 +55,7 @@ def _expected_failures(estimator):
         ITQTransformer(n_bits=1, random_state=0),
         BinaryQuantizer(),
         HammingNeighbors(n_neighbors=1),
+        RerankedNeighbors(n_neighbors=1),
     ],
     expected_failed_checks=_expected_failures,
 )

@@ -1,0 +1,161 @@
+"""RerankedNeighbors: Hamming candidates, then the exact float ranking among them."""
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.neighbors._base import KNeighborsMixin
+from sklearn.utils import check_scalar
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._versions import VersionedMixin
+from ._hamming import HammingNeighbors
+
+__all__ = ["RerankedNeighbors"]
+
+# Queries re-ranked at once: bounds the gathered candidates to _QUERY_CHUNK x n_candidates rows.
+_QUERY_CHUNK = 64
+
+
+class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
+    """Two-stage search: the nearest codes as candidates, re-ranked by the exact float metric.
+
+    ``fit(X)`` fits the hasher on the float database (see ``hasher``), encodes it, indexes
+    the codes with :class:`HammingNeighbors` and keeps ``X`` itself, not a copy (a
+    ``np.memmap`` stays on disk: only the candidates' rows are read). ``kneighbors(Xq)``
+    takes each query's ``n_candidates`` nearest codes and returns the ``n_neighbors``
+    nearest of them by the float metric, ties by database index. With ``n_candidates`` equal
+    to the database size the result is the exact float k-NN.
+
+    Parameters
+    ----------
+    hasher : transformer, default=None
+        Turns float rows into packed codes (any sortedhash hasher, or a Pipeline ending in
+        one). It is cloned and fitted on the database; wrap a fitted one in
+        :class:`sklearn.frozen.FrozenEstimator` to use it as it is. None uses
+        :class:`~sortedhash.BinaryQuantizer`.
+    n_neighbors : int, default=5
+        Neighbours returned by :meth:`kneighbors` when not given there.
+    n_candidates : int, default=100
+        Hamming candidates re-ranked per query (at most the database size). More finds
+        more of the exact neighbours and costs one float distance per candidate.
+    metric : {"cosine", "euclidean"}, default="cosine"
+        Float metric of the re-ranking; distances are ``1 - cos`` or the Euclidean norm, as
+        in :class:`sklearn.neighbors.NearestNeighbors`.
+    n_jobs : int, default=None
+        Threads of the Hamming search (scikit-learn's convention: None is one).
+
+    Attributes
+    ----------
+    hasher_ : transformer
+        The fitted hasher.
+    index_ : HammingNeighbors
+        The database's codes, indexed.
+    n_samples_fit_ : int
+    n_features_in_ : int
+    """
+
+    _parameter_constraints = {
+        "hasher": [HasMethods(["fit", "transform"]), None],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "n_candidates": [Interval(Integral, 1, None, closed="left")],
+        "metric": [StrOptions({"cosine", "euclidean"})],
+        "n_jobs": [Integral, None],
+    }
+
+    def __init__(self, hasher=None, *, n_neighbors=5, n_candidates=100, metric="cosine", n_jobs=None):
+        self.hasher = hasher
+        self.n_neighbors = n_neighbors
+        self.n_candidates = n_candidates
+        self.metric = metric
+        self.n_jobs = n_jobs
+
+    def fit(self, X, y=None):
+        """Fit the hasher, index the database's codes and keep the float rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Float database; a C-contiguous float32/float64 array (or memmap) is kept
+            without a copy.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : RerankedNeighbors
+        """
+        self._validate_params()
+        from ..linear_hashing import BinaryQuantizer
+
+        X = validate_data(self, X, dtype=[np.float32, np.float64], order="C", copy=False)
+        self.hasher_ = clone(self.hasher if self.hasher is not None else BinaryQuantizer()).fit(X, y)
+        self.index_ = HammingNeighbors(n_jobs=self.n_jobs).fit(self.hasher_.transform(X))
+        self._fit_X = X
+        self._squared_norms = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+        self.n_samples_fit_ = X.shape[0]
+        self._record_versions()
+        return self
+
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        """The ``n_neighbors`` nearest database rows among each query's Hamming candidates.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), default=None
+            Float queries. None queries every fitted row against the others, leaving each
+            row's own index out (as scikit-learn does).
+        n_neighbors : int, default=None
+            Defaults to the constructor's ``n_neighbors``; at most ``n_candidates``.
+        return_distance : bool, default=True
+            Whether to return the distances.
+
+        Returns
+        -------
+        neigh_dist : ndarray of shape (n_queries, n_neighbors), float64
+            Float distances, ascending; only when ``return_distance``.
+        neigh_ind : ndarray of shape (n_queries, n_neighbors), int64
+            Database indices, ties by lower index.
+        """
+        check_is_fitted(self)
+        k = check_scalar(self.n_neighbors if n_neighbors is None else n_neighbors, "n_neighbors", Integral,
+                         min_val=1)
+        available = self.n_samples_fit_ - int(X is None)
+        n_candidates = min(self.n_candidates, available)
+        if k > n_candidates:
+            raise ValueError(f"n_neighbors={k} is larger than the {n_candidates} candidates re-ranked per query "
+                             f"(n_candidates={self.n_candidates}, {available} database rows to return)")
+        if X is None:
+            queries = self._fit_X
+            candidates = self.index_.kneighbors(None, n_candidates, return_distance=False)
+        else:
+            queries = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+            candidates = self.index_.kneighbors(self.hasher_.transform(queries), n_candidates, return_distance=False)
+        dist = np.empty((len(queries), k))
+        ind = np.empty((len(queries), k), dtype=np.int64)
+        for start in range(0, len(queries), _QUERY_CHUNK):
+            rows = slice(start, start + _QUERY_CHUNK)
+            dist[rows], ind[rows] = self._rerank(np.asarray(queries[rows], dtype=np.float64), candidates[rows], k)
+        return (dist, ind) if return_distance else ind
+
+    def _rerank(self, queries, candidates, k):
+        """Exact distances to each query's candidates; the k nearest, ties by index."""
+        # Candidates in index order, so a stable sort by distance breaks ties by index.
+        candidates = np.sort(candidates, axis=1)
+        vectors = self._fit_X[candidates.ravel()].reshape(*candidates.shape, -1)
+        dots = np.einsum("qd,qcd->qc", queries, vectors, dtype=np.float64)
+        norms = self._squared_norms[candidates]
+        query_norms = np.einsum("qd,qd->q", queries, queries)[:, None]
+        if self.metric == "cosine":
+            dist = 1.0 - dots / np.maximum(np.sqrt(query_norms * norms), 1e-300)
+        else:
+            dist = np.sqrt(np.maximum(query_norms - 2.0 * dots + norms, 0.0))
+        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(dist, order, axis=1), np.take_along_axis(candidates, order, axis=1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags
