@@ -13,7 +13,12 @@ Datasets (paths are arguments; features are computed once and cached under --cac
   ``--views V``, V augmented views of each training image are also cached and an NSH
   variant trains on them (multi-view input).
 
-Methods: the float features (cosine ranking, a reference), LSH, PCA signs, ITQ, plain
+Scores: mAP against the labels, and neighbour recall: recall@10 of the exact cosine top-10
+(on the standardised features the hashers see) among the top 10, 100 and 1,000 Hamming
+candidates, and bytes an item.
+
+Methods: the float features (cosine ranking, a reference), LSH, PCA signs, ITQ, binary
+quantization (one bit per feature, at its own length whatever ``--bits`` asks), plain
 contrastive hashing (NT-Xent on codes, no sorting), NSH with each sorter (the defaults),
 the two without neighbour mixing ("plain NCE no-mix", "NSH no-mix"), and the faithful NSH
 of the paper (``sorted_weight=1, code_nce_weight=0``, light augmentation, no mixing). Trained methods run with ``--seeds`` seeds (mean ± std), starting at
@@ -36,9 +41,9 @@ import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler, normalize
 
-from sortedhash import ITQTransformer, LSHTransformer, NSHTransformer, PCAHashTransformer
+from sortedhash import BinaryQuantizer, ITQTransformer, LSHTransformer, NSHTransformer, PCAHashTransformer
 from sortedhash.metrics import (mean_average_precision, mean_average_precision_from_distances,
-                                precision_at_k, precision_recall_curve)
+                                neighbor_recall, precision_at_k, precision_recall_curve)
 
 
 def cached(cache, name, compute):
@@ -114,6 +119,8 @@ def methods(epochs):
         "LSH": (False, lambda b, s: LSHTransformer(n_bits=b, random_state=s)),
         "PCA sign": (False, lambda b, s: PCAHashTransformer(n_bits=b)),
         "ITQ": (False, lambda b, s: ITQTransformer(n_bits=b, random_state=s)),
+        # One bit per feature whatever --bits asks: run once, at its own length.
+        BQ: (False, lambda b, s: BinaryQuantizer()),
         "plain NCE": (True, variant(dict(sorted_weight=0.0), epochs)),
         "plain NCE no-mix": (True, variant(dict(sorted_weight=0.0, mix_neighbors=0), epochs)),
         "NSH no-mix": (True, variant(dict(mix_neighbors=0), epochs)),
@@ -159,8 +166,11 @@ def variant(params, epochs):
 
 
 FLOAT = "float features (cosine)"
-RUN_FIELDS = ["dataset", "device", "method", "bits", "seed", "k", "map", "map_at_k", "p_at_100", "fit_s",
-              "encode_s"]
+BQ = "binary quantization"
+# Scores summarised per (method, bits); runs.csv of older runs may lack the recall columns.
+SCORES = ("map", "map_at_k", "p_at_100", "r10_at_10", "r10_at_100", "r10_at_1000", "bytes", "fit_s", "encode_s")
+RUN_FIELDS = ["dataset", "device", "method", "bits", "seed", "k", *SCORES]
+CANDIDATES = (10, 100, 1000)
 
 
 def write_runs(runs, path):
@@ -173,7 +183,7 @@ def write_runs(runs, path):
 
 def read_runs(path):
     with open(path, newline="") as f:
-        return [{key: value if key in ("dataset", "device", "method") else float(value)
+        return [{key: value if key in ("dataset", "device", "method") else float(value or "nan")
                  for key, value in row.items()} for row in csv.DictReader(f)]
 
 
@@ -187,10 +197,13 @@ def summarize(runs):
         seeds = sorted({int(r["seed"]) for r in group})
         if len(seeds) != len(group):
             raise ValueError(f"{method} at {bits} bits: a seed appears twice in the runs")
-        r = np.array([[g[key] for key in ("map", "map_at_k", "p_at_100", "fit_s", "encode_s")] for g in group])
-        rows.append(dict(method=method, bits=bits, seeds=len(group), map=r[:, 0].mean(), map_std=r[:, 0].std(),
-                         map_at_k=r[:, 1].mean(), map_at_k_std=r[:, 1].std(), p_at_100=r[:, 2].mean(),
-                         fit_s=r[:, 3].mean(), encode_s=r[:, 4].mean()))
+        scores = np.array([[g.get(key, np.nan) for key in SCORES] for g in group], dtype=float)
+        row = dict(method=method, bits=bits, seeds=len(group))
+        for key, values in zip(SCORES, scores.T):
+            row[key] = values.mean()
+            if key in ("map", "map_at_k", "r10_at_100"):
+                row[key + "_std"] = values.std()
+        rows.append(row)
     return rows
 
 
@@ -220,6 +233,13 @@ def write_tables(runs, out):
                      for b in bits]
             largest = mine[max(mine)]
             f.write(f"| {name} | " + " | ".join(cells) + f" | {largest['seeds']} | {largest['fit_s']:.1f} |\n")
+        f.write("\nNeighbour recall: recall@10 of the exact cosine top-10 among the top 10 / 100 / 1,000 "
+                "Hamming candidates (the last two: what re-ranking those candidates returns), and bytes an item\n\n")
+        f.write("| method | bits | bytes | top 10 | top 100 | top 1000 |\n|---|---:|---:|---:|---:|---:|\n")
+        for name in names:
+            for r in (r for r in rows if r["method"] == name):
+                f.write(f"| {name} | {r['bits']} | {r['bytes']:.0f} | {r['r10_at_10']:.3f} | "
+                        f"{r['r10_at_100']:.3f} ± {r['r10_at_100_std']:.3f} | {r['r10_at_1000']:.3f} |\n")
     try:
         import matplotlib
 
@@ -296,7 +316,7 @@ def main():
                     if views is None:
                         raise SystemExit(f"{name} trains on image views: pass --views")
                     fit_input = views
-                if name in ("PCA sign", "ITQ") and bits > min(train.shape):
+                if name in ("PCA sign", "ITQ") and bits > min(train.shape) or name == BQ and bits != args.bits[0]:
                     break
                 start = time.perf_counter()
                 model.fit(fit_input)
@@ -304,7 +324,11 @@ def main():
                 start = time.perf_counter()
                 db_codes, q_codes = model.transform(db), model.transform(query)
                 encode_s = time.perf_counter() - start
-                runs.append(dict(method=name, bits=bits, seed=seed,
+                recall = {f"r10_at_{c}": neighbor_recall(q_codes, db_codes, query, db, k=10,
+                                                         n_candidates=min(c, len(db)))
+                          for c in CANDIDATES}
+                runs.append(dict(method=name, bits=8 * db_codes.shape[1] if name == BQ else bits, seed=seed,
+                                 bytes=db_codes.shape[1], **recall,
                                  map=mean_average_precision(q_codes, qy, db_codes, dy),
                                  map_at_k=mean_average_precision(q_codes, qy, db_codes, dy, k=k),
                                  p_at_100=precision_at_k(q_codes, qy, db_codes, dy, k=min(k, 100)),
@@ -312,11 +336,13 @@ def main():
                 write_runs(runs, os.path.join(args.out, "runs.csv"))  # kept if a later run is stopped
                 if bits == max(args.bits) and seed == args.first_seed:
                     curves[name] = precision_recall_curve(q_codes, qy, db_codes, dy)[:2]
-            row = next((r for r in summarize(runs) if (r["method"], r["bits"]) == (name, bits)), None)
-            if row is not None:
-                print(f"{bits:>3} bits {name:<15} mAP@{k} {row['map_at_k']:.4f} ± {row['map_at_k_std']:.4f}  "
-                      f"mAP {row['map']:.4f}  P@{min(k, 100)} {row['p_at_100']:.4f}  fit {row['fit_s']:.1f} s  "
-                      f"encode {row['encode_s']:.2f} s", flush=True)
+            row = next((r for r in summarize(runs) if r["method"] == name and (r["bits"] == bits or name == BQ)),
+                       None)
+            if row is not None and (name != BQ or bits == args.bits[0]):
+                print(f"{row['bits']:>3} bits {name:<15} mAP@{k} {row['map_at_k']:.4f} ± {row['map_at_k_std']:.4f}  "
+                      f"mAP {row['map']:.4f}  P@{min(k, 100)} {row['p_at_100']:.4f}  recall@10 in 10/100/1000 "
+                      f"{row['r10_at_10']:.3f}/{row['r10_at_100']:.3f}/{row['r10_at_1000']:.3f}  "
+                      f"fit {row['fit_s']:.1f} s  encode {row['encode_s']:.2f} s", flush=True)
 
     write_tables(runs, args.out)
     try:

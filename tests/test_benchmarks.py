@@ -16,17 +16,22 @@ def test_retrieval_benchmark_digits_with_variants(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
     cmd = [sys.executable, str(ROOT / "benchmarks" / "retrieval.py"), "digits", "--out", str(tmp_path),
            "--bits", "16", "--seeds", "2", "--epochs", "2",
-           "--methods", "ITQ", "plain NCE", "m4", "wide",
+           "--methods", "ITQ", "binary quantization", "plain NCE", "m4", "wide",
            "--variant", "m4:n_positives=4,sorter=softsort",
            "--variant", "wide:hidden_sizes=64/32,mix_neighbors=0"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "results.csv") as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
-    assert set(rows) == {"ITQ", "plain NCE", "m4", "wide"}
+    assert set(rows) == {"ITQ", "binary quantization", "plain NCE", "m4", "wide"}
+    bq = rows["binary quantization"]
+    assert (bq["bits"], bq["bytes"]) == ("64", "8.0")  # one bit per digits feature, whatever --bits says
+    for row in rows.values():  # recall grows with the candidates re-ranked
+        assert 0 <= float(row["r10_at_10"]) <= float(row["r10_at_100"]) <= float(row["r10_at_1000"]) <= 1
     assert rows["ITQ"]["seeds"] == "1" and rows["m4"]["seeds"] == "2"
     assert all(0.1 < float(r["map_at_k"]) <= 1.0 for r in rows.values())
     assert "| wide |" in (tmp_path / "results.md").read_text()
+    assert "| binary quantization | 64 | 8 |" in (tmp_path / "results.md").read_text()
     with open(tmp_path / "runs.csv") as f:
         runs = list(csv.DictReader(f))
     assert [r["seed"] for r in runs if r["method"] == "m4"] == ["0", "1"]
