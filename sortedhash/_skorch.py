@@ -1,5 +1,6 @@
 """The skorch net behind :class:`~sortedhash.NSHTransformer`, and its callbacks."""
 
+import inspect
 import math
 
 import numpy as np
@@ -43,13 +44,18 @@ class NSHNet(NeuralNet):
         self.views = TrainingViews() if views is None else views
 
     def _view_loss(self, batch):
-        """The criterion on two views of a batch (float64 input is cast to the network's float32)."""
+        """The criterion on two views of a batch (float64 input is cast to the network's float32).
+
+        A criterion whose ``forward`` takes ``inputs`` also gets the clean batch (see
+        :meth:`TrainingViews.clean`), e.g. to keep the input's neighbours.
+        """
         Xi, _ = unpack_data(batch)
         Xi = to_tensor(Xi, device=self.device)
         if Xi.dtype == torch.float64:
             Xi = Xi.float()
         view_a, view_b = self.views(Xi)
-        return self.criterion_(self.module_(view_a), self.module_(view_b))
+        extra = {"inputs": self.views.clean(Xi)} if _takes_inputs(self.criterion_) else {}
+        return self.criterion_(self.module_(view_a), self.module_(view_b), **extra)
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
@@ -66,6 +72,10 @@ class NSHNet(NeuralNet):
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         raise NotImplementedError("NSHNet computes its loss in train_step_single and validation_step")
+
+
+def _takes_inputs(criterion):
+    return "inputs" in inspect.signature(criterion.forward).parameters
 
 
 class StopOnNonFiniteLoss(Callback):

@@ -72,6 +72,11 @@ class TrainingViews:
             self.multi_view_ = True
         return X
 
+    def clean(self, batch):
+        """The batch without augmentation: each sample's first view when there are several
+        (the input itself, with neighbour mixing)."""
+        return batch[:, 0] if getattr(self, "multi_view_", False) else batch
+
     def __call__(self, batch):
         """Two random views ``(a, b)`` of a batch tensor."""
         if getattr(self, "multi_view_", False):

@@ -68,3 +68,27 @@ def test_valid_neighbor_recall_against_a_direct_computation(digits):
     expected = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(by_codes, by_floats)])
     best_epoch = callbacks["early_stopping"].best_epoch_
     assert model.history_[best_epoch - 1, "valid_neighbor_recall"] == pytest.approx(expected)
+
+
+class _RecordsInputs(torch.nn.Module):
+    """A criterion that takes the clean batch and keeps it."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, view_a, view_b, inputs=None):
+        self.seen = inputs
+        return self.inner(view_a, view_b)
+
+
+def test_a_criterion_taking_inputs_gets_the_clean_batch():
+    x = torch.randn(16, 3, 6)  # three views of each sample
+    views = TrainingViews(augment=lambda batch: batch + 100.0)
+    views.prepare(x.numpy(), multi_view=True)
+    net = _net(views)
+    net.criterion_ = _RecordsInputs(net.criterion_)
+    net.train_step_single((x, None))
+    torch.testing.assert_close(net.criterion_.seen, x[:, 0])  # the first view, not augmented
+    plain = _net(None)
+    assert plain.train_step_single((x[:, 0], None))["loss"].isfinite()  # NSHLoss takes no inputs

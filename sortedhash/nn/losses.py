@@ -6,7 +6,8 @@ Each loss is a plain function of tensors; :class:`NSHLoss` combines them for tra
 import torch
 import torch.nn.functional as F
 
-__all__ = ["sorted_nce", "code_nt_xent", "quantization_loss", "hamming_similarity", "NSHLoss"]
+__all__ = ["sorted_nce", "code_nt_xent", "neighbor_distillation", "quantization_loss", "hamming_similarity",
+           "input_similarity", "NSHLoss"]
 
 
 def sorted_nce(c_sorted, n_positives, temperature):
@@ -48,6 +49,26 @@ def code_nt_xent(codes_a, codes_b, temperature):
     logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=u.device), float("-inf"))
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(u.device)
     return F.cross_entropy(logits, target)
+
+
+def input_similarity(inputs):
+    """Cosine similarity of every pair of rows of a batch of inputs (flattened per sample)."""
+    unit = F.normalize(inputs.flatten(1).float(), dim=1)
+    return unit @ unit.T
+
+
+def neighbor_distillation(codes_a, codes_b, teacher, temperature, teacher_temperature):
+    """Listwise distillation of the input's neighbours into the codes.
+
+    For each anchor ``i`` of view a, the distribution ``softmax(teacher_i / teacher_temperature)``
+    over the candidates of view b (``teacher``: the inputs' cosine similarities, its
+    diagonal the anchor's own other view) is matched by ``softmax(cos(a_i, b_j) /
+    temperature)`` of the codes: ``KL(teacher || codes)``, averaged over anchors. It asks
+    the Hamming ranking to follow the input's ranking at its top, where a search reads it.
+    """
+    logits = F.normalize(codes_a, dim=1) @ F.normalize(codes_b, dim=1).T / temperature
+    target = F.softmax(teacher / teacher_temperature, dim=1)
+    return F.kl_div(F.log_softmax(logits, dim=1), target, reduction="batchmean")
 
 
 def quantization_loss(h):

@@ -92,3 +92,16 @@ def test_nsh_loss_is_the_weighted_sum_of_its_terms():
     expected_q = 0.5 * (quantization_loss(a[0]) + quantization_loss(b[0])).item()
     assert alone["quantization_weight"] == pytest.approx(expected_q, rel=1e-6)
     assert loss(a, b).item() == pytest.approx(sum(weights[k] * alone[k] for k in weights), rel=1e-5)
+
+
+def test_neighbor_distillation_is_zero_when_the_codes_rank_as_the_inputs():
+    from sortedhash.nn.losses import input_similarity, neighbor_distillation
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 5, generator=g)
+    teacher = input_similarity(x)
+    torch.testing.assert_close(teacher.diagonal(), torch.ones(12))
+    # Codes whose cosine similarities are the inputs', at the teacher's temperature: KL 0.
+    assert neighbor_distillation(x, x, teacher, 0.1, 0.1).item() == pytest.approx(0.0, abs=1e-6)
+    other = torch.randn(12, 5, generator=g)
+    assert neighbor_distillation(other, other, teacher, 0.1, 0.1).item() > 0.1

@@ -114,3 +114,18 @@ def test_script_compares_the_defaults_with_a_variant():
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["defaults", "variant"]
     assert all(0 < float(line.split()[2]) <= 1 for line in lines)
+
+
+def test_neighbor_terms_try_adds_its_term_to_the_loss():
+    nt = load_script("research", "neighbor_terms")
+    X = np.random.RandomState(0).randn(64, 6).astype(np.float32)
+    for term in ("kl", "sorted"):
+        model = nt.nsh_with_term(term=term, weight=2.0)(n_bits=8, max_epochs=1, batch_size=32, hidden_sizes=(16,),
+                                                       latent_dim=8, random_state=0).fit(X)
+        criterion = model.net_.criterion_
+        assert isinstance(criterion, nt.NeighborTermLoss) and criterion.term == term
+        views = [(torch.tanh(v), torch.sign(v), torch.nn.functional.normalize(v, dim=1))
+                 for v in (torch.randn(10, 8), torch.randn(10, 8))]
+        inputs = torch.randn(10, 6)
+        base = NSHLoss.forward(criterion, *views)
+        assert criterion(*views, inputs=inputs).item() > base.item()  # the term adds a positive amount
