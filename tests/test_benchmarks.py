@@ -113,3 +113,17 @@ def test_popcount_bound_computes_every_distance(n_bytes):
     block = _block_rows.py_func(pack_words(db).shape[0])
     expected = full[:, ::block].sum(axis=1)
     np.testing.assert_array_equal(search.popcount_bound(pack_words(db), pack_words(queries).T), expected)
+
+
+def test_rerank_speed_runs_every_method_against_exact_search():
+    pytest.importorskip("faiss")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "rerank_speed.py"), "digits", "--rows", "5000", "--queries", "50",
+           "--bits", "16", "--epochs", "1", "--candidates", "50", "5000", "--ef-search", "16", "--k-factors", "10"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ") and "q/s" not in line]
+    assert [row[1].strip() for row in table] == ["exact float (IndexFlatIP)", "HNSW (M=32)",
+                                                 "binary quantization 64 bits + IndexRefineFlat",
+                                                 "NSH 16 bits + re-ranking", "NSH 16 bits + re-ranking"]
+    # Re-ranking every row is exact search: recall 1.
+    assert float(table[-1][4]) == 1.0 and "fastest setting" in result.stdout
