@@ -1,12 +1,15 @@
 """Which neighbour-preserving term makes codes keep the float neighbours? A try.
 
-Both terms see the clean batch (NSHNet passes ``inputs`` to a criterion that takes it) and
-the inputs' cosine similarities as the teacher:
+Each term sees the clean batch (NSHNet passes ``inputs`` to the criterion) and the inputs'
+cosine similarities as the teacher:
 
-- ``kl``: :func:`sortedhash.nn.losses.neighbor_distillation`, listwise KL between the
-  teacher's and the codes' softmax over each anchor's candidates;
+- ``kl``: the library's ``NSHTransformer(neighbor_weight=...)``
+  (:func:`sortedhash.nn.losses.neighbor_distillation`, listwise KL between the teacher's and
+  the codes' softmax over each anchor's candidates), the term this try chose;
 - ``sorted``: SortedNCE over the teacher similarities gathered in Hamming order (through
-  the soft sort): the first m Hamming positions should hold the input's nearest.
+  the soft sort): the first m Hamming positions should hold the input's nearest;
+- ``kl-clean``: the ``kl`` term on the codes of the clean batch (one more forward pass a
+  step), through an NSHNet subclass (the ``net_class`` hook).
 
 Prints mAP@k and recall@10 among the top 10 / 100 / 1,000 Hamming candidates.
 Run: ``python research/neighbor_terms.py newsgroups --data PATH --cache DIR --term kl --weight 1``.
@@ -19,7 +22,11 @@ import time
 
 import torch
 
+from skorch.dataset import unpack_data
+from skorch.utils import to_tensor
+
 from sortedhash import NSHTransformer
+from sortedhash._skorch import NSHNet
 from sortedhash.metrics import mean_average_precision, neighbor_recall
 from sortedhash.nn import NSHLoss, hamming_similarity, sorted_nce
 from sortedhash.nn.losses import input_similarity, neighbor_distillation
@@ -27,42 +34,53 @@ from sortedhash.nn.losses import input_similarity, neighbor_distillation
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-class NeighborTermLoss(NSHLoss):
-    """NSHLoss plus a neighbour term on the clean inputs."""
+class SortedNeighborLoss(NSHLoss):
+    """NSHLoss plus SortedNCE over the inputs' similarities gathered in Hamming order."""
 
-    def __init__(self, sorter, *, term="kl", weight=1.0, term_temperature=0.1, teacher_temperature=0.05,
-                 use_relaxed=False, **kwargs):
+    def __init__(self, sorter, *, weight=1.0, term_temperature=0.1, **kwargs):
         super().__init__(sorter, **kwargs)
-        self.term, self.weight = term, weight
-        self.term_temperature, self.teacher_temperature = term_temperature, teacher_temperature
-        self.use_relaxed = use_relaxed
+        self.weight, self.term_temperature = weight, term_temperature
 
     def forward(self, view_a, view_b, inputs=None):
-        loss = super().forward(view_a, view_b)
+        loss = super().forward(view_a, view_b, inputs)
         teacher = input_similarity(inputs)
-        codes_a, codes_b = (view_a[0], view_b[0]) if self.use_relaxed else (view_a[1], view_b[1])
-        if self.term == "kl":
-            extra = 0.5 * (neighbor_distillation(codes_a, codes_b, teacher, self.term_temperature,
-                                                 self.teacher_temperature)
-                           + neighbor_distillation(codes_b, codes_a, teacher.T, self.term_temperature,
-                                                   self.teacher_temperature))
-        else:
-            scores = hamming_similarity(view_a[1], view_b[1])
-            c_sorted = self.sorter(torch.cat([scores, scores.T]), torch.cat([teacher, teacher.T]))
-            extra = sorted_nce(c_sorted, self.n_positives, self.term_temperature)
-        return loss + self.weight * extra
+        scores = hamming_similarity(view_a[1], view_b[1])
+        c_sorted = self.sorter(torch.cat([scores, scores.T]), torch.cat([teacher, teacher.T]))
+        return loss + self.weight * sorted_nce(c_sorted, self.n_positives, self.term_temperature)
 
 
-def nsh_with_term(**options):
-    class TermNSH(NSHTransformer):
+class CleanStudentNet(NSHNet):
+    """The neighbour term on the codes of the clean batch (one more forward pass a step)."""
+
+    weight, term_temperature, teacher_temperature = 5.0, 0.1, 0.05
+
+    def _view_loss(self, batch):
+        loss = super()._view_loss(batch)
+        if not self.module_.training:
+            return loss
+        Xi, _ = unpack_data(batch)
+        clean = self.views.clean(to_tensor(Xi, device=self.device).float())
+        _, codes, _ = self.module_(clean)
+        teacher = input_similarity(clean)
+        return loss + self.weight * neighbor_distillation(codes, codes, teacher, self.term_temperature,
+                                                          self.teacher_temperature)
+
+
+def nsh_with_clean_student(weight):
+    net = type("CleanStudentNet", (CleanStudentNet,), {"weight": weight})
+    return type("CleanStudentNSH", (NSHTransformer,), {"net_class": net})
+
+
+def nsh_with_sorted_term(**options):
+    class SortedNeighborNSH(NSHTransformer):
         def _make_criterion(self):
             base = super()._make_criterion()
-            return NeighborTermLoss(base.sorter, n_positives=base.n_positives, temperature=base.temperature,
-                                    sorted_weight=base.sorted_weight, code_nce_weight=base.code_nce_weight,
-                                    code_temperature=base.code_temperature,
-                                    quantization_weight=base.quantization_weight, **options)
+            return SortedNeighborLoss(base.sorter, n_positives=base.n_positives, temperature=base.temperature,
+                                      sorted_weight=base.sorted_weight, code_nce_weight=base.code_nce_weight,
+                                      code_temperature=base.code_temperature,
+                                      quantization_weight=base.quantization_weight, **options)
 
-    return TermNSH
+    return SortedNeighborNSH
 
 
 def main():
@@ -75,26 +93,27 @@ def main():
     parser.add_argument("--cache")
     parser.add_argument("--bits", type=int, nargs="+", default=[64])
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--database-size", type=int, default=50000)
     parser.add_argument("--train-size", type=int, default=10000)
-    parser.add_argument("--term", choices=["none", "kl", "sorted"], default="kl")
+    parser.add_argument("--term", choices=["none", "kl", "sorted", "kl-clean"], default="kl")
     parser.add_argument("--weight", type=float, default=1.0)
     parser.add_argument("--term-temperature", type=float, default=0.1)
-    parser.add_argument("--teacher-temperature", type=float, default=0.05)
-    parser.add_argument("--relaxed", action="store_true", help="the KL on the tanh codes, not the signs")
     parser.add_argument("--params", default="", help="estimator parameters, e.g. sorted_weight=0,mix_neighbors=0")
     args = parser.parse_args()
     args.views = 0
     data, _, train, query, db = retrieval.load_standardised(args)
     params = retrieval.parse_params(args.params)
-    if args.term == "none":
-        estimator = NSHTransformer
-    else:
-        estimator = nsh_with_term(term=args.term, weight=args.weight, term_temperature=args.term_temperature,
-                                  teacher_temperature=args.teacher_temperature, use_relaxed=args.relaxed)
+    estimator = NSHTransformer
+    if args.term == "kl":
+        params["neighbor_weight"] = args.weight
+    elif args.term == "kl-clean":
+        estimator = nsh_with_clean_student(args.weight)
+    elif args.term == "sorted":
+        estimator = nsh_with_sorted_term(weight=args.weight, term_temperature=args.term_temperature)
     for bits in args.bits:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             start = time.perf_counter()
             model = estimator(n_bits=bits, max_epochs=args.epochs, random_state=seed, **params).fit(train)
             fit_s = time.perf_counter() - start

@@ -97,6 +97,13 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         ``sorted_weight=1.0, code_nce_weight=0.0`` (see the user guide).
     code_temperature : float, default=0.5
         Temperature of that term.
+    neighbor_weight : float, default=0.0
+        Weight of a term that makes the codes keep the input's nearest neighbours: for each
+        anchor, the softmax of the codes' similarities over the batch is matched to the
+        softmax of the clean inputs' cosine similarities (KL divergence). Use it when the
+        codes serve to search embeddings (the truth is the float ranking, not a class):
+        it trades a little class mAP for neighbour recall (the user guide's page "Codes for
+        embedding search"). Costs O(batch_size^2) a step, like the other terms.
     quantization_weight : float, default=0.0
         Weight of ``mean((|h| - 1)^2)``, pulling the tanh codes to +-1. The forward codes
         are already binary (straight-through sign), so this is off by default.
@@ -214,6 +221,7 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         "code_nce_weight": _non_negative(),
         "code_temperature": _positive(),
         "quantization_weight": _non_negative(),
+        "neighbor_weight": _non_negative(),
         "hidden_sizes": [tuple, list],
         "latent_dim": [Interval(Integral, 1, None, closed="left")],
         "encoder": [torch.nn.Module, None],
@@ -252,6 +260,7 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         code_nce_weight=1.0,
         code_temperature=0.5,
         quantization_weight=0.0,
+        neighbor_weight=0.0,
         hidden_sizes=(1024,),
         latent_dim=256,
         encoder=None,
@@ -284,6 +293,7 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         self.code_nce_weight = code_nce_weight
         self.code_temperature = code_temperature
         self.quantization_weight = quantization_weight
+        self.neighbor_weight = neighbor_weight
         self.hidden_sizes = hidden_sizes
         self.latent_dim = latent_dim
         self.encoder = encoder
@@ -353,8 +363,8 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         self._validate_params()
         if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be a tuple of positive integers, got {self.hidden_sizes!r}")
-        if self.sorted_weight == 0 and self.code_nce_weight == 0:
-            raise ValueError("sorted_weight and code_nce_weight are both 0: nothing to train")
+        if self.sorted_weight == 0 and self.code_nce_weight == 0 and self.neighbor_weight == 0:
+            raise ValueError("sorted_weight, code_nce_weight and neighbor_weight are all 0: nothing to train")
         resolve_device(self.device)  # raises for a device torch would not accept
 
     def _n_positives(self):
@@ -450,6 +460,7 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
             code_nce_weight=self.code_nce_weight,
             code_temperature=self.code_temperature,
             quantization_weight=self.quantization_weight,
+            neighbor_weight=self.neighbor_weight,
         )
 
     def _make_net(self, module, views, device, n_samples):

@@ -85,9 +85,11 @@ def hamming_similarity(codes_a, codes_b):
 class NSHLoss(torch.nn.Module):
     """The NSH training objective for one pair of views.
 
-    ``sorted_weight * SortedNCE + code_nce_weight * NT-Xent(codes) + quantization_weight * Q``.
-    SortedNCE is applied from the anchors of each view over the other view's candidates,
-    and the two directions are averaged. A term whose weight is 0 is not computed.
+    ``sorted_weight * SortedNCE + code_nce_weight * NT-Xent(codes) + quantization_weight * Q
+    + neighbor_weight * N``. SortedNCE is applied from the anchors of each view over the
+    other view's candidates, and the two directions are averaged; so is ``N``,
+    :func:`neighbor_distillation` of the clean inputs' cosine similarities into the codes.
+    A term whose weight is 0 is not computed.
 
     To try another objective, subclass it (or write a new module with the same call
     signature) and return it from :meth:`sortedhash.NSHTransformer._make_criterion`.
@@ -104,10 +106,15 @@ class NSHLoss(torch.nn.Module):
         Weights of the three terms.
     code_temperature : float
         Temperature of the code-level NT-Xent.
+    neighbor_weight : float
+        Weight of the neighbour distillation term (it needs ``inputs``).
+    neighbor_temperature, neighbor_teacher_temperature : float
+        Temperatures of the codes' and of the inputs' similarities in that term.
     """
 
     def __init__(self, sorter, *, n_positives, temperature, sorted_weight=1.0, code_nce_weight=0.0,
-                 code_temperature=0.5, quantization_weight=0.0):
+                 code_temperature=0.5, quantization_weight=0.0, neighbor_weight=0.0, neighbor_temperature=0.1,
+                 neighbor_teacher_temperature=0.05):
         super().__init__()
         self.sorter = sorter
         self.n_positives = n_positives
@@ -116,6 +123,16 @@ class NSHLoss(torch.nn.Module):
         self.code_nce_weight = code_nce_weight
         self.code_temperature = code_temperature
         self.quantization_weight = quantization_weight
+        self.neighbor_weight = neighbor_weight
+        self.neighbor_temperature = neighbor_temperature
+        self.neighbor_teacher_temperature = neighbor_teacher_temperature
+
+    def neighbor_term(self, codes_a, codes_b, inputs):
+        """Neighbour distillation from both views' anchors, averaged."""
+        teacher = input_similarity(inputs)
+        temperatures = self.neighbor_temperature, self.neighbor_teacher_temperature
+        return 0.5 * (neighbor_distillation(codes_a, codes_b, teacher, *temperatures)
+                      + neighbor_distillation(codes_b, codes_a, teacher.T, *temperatures))
 
     def sorted_term(self, codes_a, z_a, codes_b, z_b):
         """SortedNCE from both views' anchors, averaged.
@@ -129,7 +146,8 @@ class NSHLoss(torch.nn.Module):
         c_sorted = self.sorter(torch.cat([scores, scores.T]), torch.cat([values, values.T]))
         return sorted_nce(c_sorted, self.n_positives, self.temperature)
 
-    def forward(self, view_a, view_b):
+    def forward(self, view_a, view_b, inputs=None):
+        """The loss of two views' network outputs ``(h, b, z)``; ``inputs``: the clean batch."""
         (h_a, b_a, z_a), (h_b, b_b, z_b) = view_a, view_b
         loss = h_a.new_zeros(())
         if self.sorted_weight:
@@ -138,4 +156,8 @@ class NSHLoss(torch.nn.Module):
             loss = loss + self.code_nce_weight * code_nt_xent(b_a, b_b, self.code_temperature)
         if self.quantization_weight:
             loss = loss + self.quantization_weight * 0.5 * (quantization_loss(h_a) + quantization_loss(h_b))
+        if self.neighbor_weight:
+            if inputs is None:
+                raise ValueError("neighbor_weight > 0 needs the clean inputs: call the loss with inputs=")
+            loss = loss + self.neighbor_weight * self.neighbor_term(b_a, b_b, inputs)
         return loss

@@ -105,3 +105,18 @@ def test_neighbor_distillation_is_zero_when_the_codes_rank_as_the_inputs():
     assert neighbor_distillation(x, x, teacher, 0.1, 0.1).item() == pytest.approx(0.0, abs=1e-6)
     other = torch.randn(12, 5, generator=g)
     assert neighbor_distillation(other, other, teacher, 0.1, 0.1).item() > 0.1
+
+
+def test_nsh_loss_neighbor_term_is_both_directions_of_the_distillation():
+    from sortedhash.nn.losses import input_similarity, neighbor_distillation
+
+    a, b = _views()
+    inputs = torch.randn(24, 7, generator=torch.Generator().manual_seed(5))
+    only = NSHLoss(make_sorter("none", 16), n_positives=1, temperature=0.2, sorted_weight=0.0, code_nce_weight=0.0,
+                   neighbor_weight=2.0, neighbor_temperature=0.2, neighbor_teacher_temperature=0.1)
+    teacher = input_similarity(inputs)
+    expected = 2.0 * 0.5 * (neighbor_distillation(a[1], b[1], teacher, 0.2, 0.1)
+                            + neighbor_distillation(b[1], a[1], teacher.T, 0.2, 0.1))
+    assert only(a, b, inputs=inputs).item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="inputs"):
+        only(a, b)

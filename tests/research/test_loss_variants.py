@@ -116,16 +116,17 @@ def test_script_compares_the_defaults_with_a_variant():
     assert all(0 < float(line.split()[2]) <= 1 for line in lines)
 
 
-def test_neighbor_terms_try_adds_its_term_to_the_loss():
+def test_neighbor_terms_try_adds_its_terms_through_the_hooks():
     nt = load_script("research", "neighbor_terms")
     X = np.random.RandomState(0).randn(64, 6).astype(np.float32)
-    for term in ("kl", "sorted"):
-        model = nt.nsh_with_term(term=term, weight=2.0)(n_bits=8, max_epochs=1, batch_size=32, hidden_sizes=(16,),
-                                                       latent_dim=8, random_state=0).fit(X)
-        criterion = model.net_.criterion_
-        assert isinstance(criterion, nt.NeighborTermLoss) and criterion.term == term
-        views = [(torch.tanh(v), torch.sign(v), torch.nn.functional.normalize(v, dim=1))
-                 for v in (torch.randn(10, 8), torch.randn(10, 8))]
-        inputs = torch.randn(10, 6)
-        base = NSHLoss.forward(criterion, *views)
-        assert criterion(*views, inputs=inputs).item() > base.item()  # the term adds a positive amount
+    small = dict(n_bits=8, max_epochs=1, batch_size=32, hidden_sizes=(16,), latent_dim=8, random_state=0)
+    model = nt.nsh_with_sorted_term(weight=2.0)(**small).fit(X)
+    criterion = model.net_.criterion_
+    assert isinstance(criterion, nt.SortedNeighborLoss) and criterion.weight == 2.0
+    views = [(torch.tanh(v), torch.sign(v), torch.nn.functional.normalize(v, dim=1))
+             for v in (torch.randn(10, 8), torch.randn(10, 8))]
+    inputs = torch.randn(10, 6)
+    assert criterion(*views, inputs=inputs).item() > NSHLoss.forward(criterion, *views).item()
+    clean = nt.nsh_with_clean_student(3.0)(**small).fit(X)
+    assert isinstance(clean.net_, nt.CleanStudentNet) and clean.net_.weight == 3.0
+    assert np.isfinite(clean.history_[-1, "train_loss"])
