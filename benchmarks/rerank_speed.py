@@ -72,6 +72,35 @@ def recall_at_10(found, truth):
     return float(np.mean([len(set(a[:10]) & set(b)) / 10 for a, b in zip(found, truth)]))
 
 
+def write_outputs(rows, out, title):
+    """rows.csv and a plot of q/s against recall@10, one line per method."""
+    import csv
+
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "rows.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["method", "setting", "qps", "recall_at_10"])
+        writer.writerows(rows)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in dict.fromkeys(r[0] for r in rows):
+        mine = [r for r in rows if r[0] == name]
+        ax.plot([r[3] for r in mine], [r[2] for r in mine], marker="o", label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("recall@10")
+    ax.set_ylabel("queries per second")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.savefig(os.path.join(out, "recall_qps.png"), dpi=110, bbox_inches="tight")
+
+
 def main():
     import faiss
     from sklearn.frozen import FrozenEstimator
@@ -92,6 +121,7 @@ def main():
     parser.add_argument("--ef-search", type=int, nargs="+", default=[16, 32, 64, 128, 256])
     parser.add_argument("--k-factors", type=int, nargs="+", default=[10, 30, 100, 300])
     parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--out", help="folder for rows.csv and recall_qps.png")
     parser.add_argument("--database-size", type=int, default=50000)
     parser.add_argument("--train-size", type=int, default=10000)
     args = parser.parse_args()
@@ -156,6 +186,8 @@ def main():
     print(f"\n| method | setting | q/s | recall@10 | q/s ÷ exact |\n|---|---|---:|---:|---:|")
     for name, setting, qps, recall in rows:
         print(f"| {name} | {setting} | {qps:,.0f} | {recall:.3f} | {qps / exact_qps:.1f} |")
+    if args.out:
+        write_outputs(rows, args.out, f"{args.dataset}, {len(base):,} rows, one thread")
     print(f"\nfastest setting with recall@10 >= {args.target}:")
     for name in dict.fromkeys(r[0] for r in rows[1:]):
         good = [r for r in rows if r[0] == name and r[3] >= args.target]

@@ -115,10 +115,11 @@ def test_popcount_bound_computes_every_distance(n_bytes):
     np.testing.assert_array_equal(search.popcount_bound(pack_words(db), pack_words(queries).T), expected)
 
 
-def test_rerank_speed_runs_every_method_against_exact_search():
+def test_rerank_speed_runs_every_method_against_exact_search(tmp_path):
     pytest.importorskip("faiss")
     cmd = [sys.executable, str(ROOT / "benchmarks" / "rerank_speed.py"), "digits", "--rows", "5000", "--queries", "50",
-           "--bits", "16", "--epochs", "1", "--candidates", "50", "5000", "--ef-search", "16", "--k-factors", "10"]
+           "--bits", "16", "--epochs", "1", "--candidates", "50", "5000", "--ef-search", "16", "--k-factors", "10",
+           "--out", str(tmp_path)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-3000:]
     table = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ") and "q/s" not in line]
@@ -127,3 +128,6 @@ def test_rerank_speed_runs_every_method_against_exact_search():
                                                  "NSH 16 bits + re-ranking", "NSH 16 bits + re-ranking"]
     # Re-ranking every row is exact search: recall 1.
     assert float(table[-1][4]) == 1.0 and "fastest setting" in result.stdout
+    with open(tmp_path / "rows.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(table)
+    assert (tmp_path / "recall_qps.png").exists()
