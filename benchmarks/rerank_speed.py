@@ -112,7 +112,7 @@ def main():
     parser.add_argument("--data")
     parser.add_argument("--cache")
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--noise", type=float, default=0.5)
+    parser.add_argument("--noise", type=float, default=1.0)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--bits", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--epochs", type=int, default=50)
@@ -171,8 +171,9 @@ def main():
 
     params = retrieval.parse_params(args.nsh_params)
     for bits in args.bits:
+        # Fitted on the rows it will encode: the training features, normalised as the database is.
         t_fit, nsh = timed(lambda: NSHTransformer(n_bits=bits, max_epochs=args.epochs, random_state=0,
-                                                  **params).fit(train))
+                                                  **params).fit(unit(train)))
         for n_candidates in args.candidates:
             search = RerankedNeighbors(FrozenEstimator(nsh), n_neighbors=10, n_candidates=n_candidates,
                                        metric="cosine", n_jobs=1)
