@@ -560,7 +560,8 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         module = estimator._make_module((estimator.n_features_in_,))
         module.load_state_dict({k[len("module."):]: torch.from_numpy(v) for k, v in arrays.items()
                                 if k.startswith("module.")}, strict=True)
-        net = estimator._make_net(module, estimator._make_views(), "cpu", estimator.batch_size).initialize()
+        with _seeded_torch(0, "cpu"):  # building the net may draw a seed: not from the caller's RNG
+            net = estimator._make_net(module, estimator._make_views(), "cpu", estimator.batch_size).initialize()
         estimator.n_iter_ = len(values.get("history", []))
         net.history = History(values.get("history", []))
         estimator.net_ = net

@@ -275,3 +275,14 @@ def test_tampered_or_untrusted_pipeline_files_are_refused(digits, tmp_path):
     save_file(crafted, str(tmp_path / "crafted.safetensors"), metadata=metadata)
     with pytest.raises(ValueError, match="types a safe load does not rebuild"):
         load(tmp_path / "crafted.safetensors")
+
+
+def test_loading_an_early_stopping_model_leaves_the_callers_rng(digits, tmp_path):
+    X, _ = digits
+    model = small_nsh(early_stopping=True, max_epochs=2).fit(X[:300])
+    save(model, tmp_path / "es.safetensors")
+    state = torch.random.get_rng_state()
+    loaded = load(tmp_path / "es.safetensors")
+    assert torch.equal(state, torch.random.get_rng_state())
+    np.testing.assert_array_equal(loaded.transform(X[:50]), model.transform(X[:50]))
+    assert loaded.history_[:, "valid_loss"] == model.history_[:, "valid_loss"]
