@@ -557,10 +557,11 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         for name in ("mean_", "scale_"):
             if f"attr.{name}" in arrays:
                 setattr(estimator, name, arrays[f"attr.{name}"])
-        module = estimator._make_module((estimator.n_features_in_,))
-        module.load_state_dict({k[len("module."):]: torch.from_numpy(v) for k, v in arrays.items()
-                                if k.startswith("module.")}, strict=True)
-        with _seeded_torch(0, "cpu"):  # building the net may draw a seed: not from the caller's RNG
+        # Building the parts initialises weights and may draw a seed: not from the caller's RNG.
+        with _seeded_torch(0, "cpu"):
+            module = estimator._make_module((estimator.n_features_in_,))
+            module.load_state_dict({k[len("module."):]: torch.from_numpy(v) for k, v in arrays.items()
+                                    if k.startswith("module.")}, strict=True)
             net = estimator._make_net(module, estimator._make_views(), "cpu", estimator.batch_size).initialize()
         estimator.n_iter_ = len(values.get("history", []))
         net.history = History(values.get("history", []))

@@ -277,7 +277,7 @@ def test_tampered_or_untrusted_pipeline_files_are_refused(digits, tmp_path):
         load(tmp_path / "crafted.safetensors")
 
 
-def test_loading_an_early_stopping_model_leaves_the_callers_rng(digits, tmp_path):
+def test_loading_a_model_leaves_the_callers_rng(digits, tmp_path):
     X, _ = digits
     model = small_nsh(early_stopping=True, max_epochs=2).fit(X[:300])
     save(model, tmp_path / "es.safetensors")
