@@ -9,7 +9,8 @@ __all__ = ["PackedCodesOutMixin"]
 class PackedCodesOutMixin(ClassNamePrefixFeaturesOutMixin):
     """Output columns named after the bits they pack.
 
-    Column ``i`` of ``transform``'s output is byte ``i`` of the packed code: bits ``8i`` to
+    ``transform`` returns ``uint8`` codes whatever the input's dtype (the tags say so).
+    Column ``i`` of its output is byte ``i`` of the packed code: bits ``8i`` to
     ``8i + 7``, least significant bit first. ``get_feature_names_out`` says so
     (``"nshtransformer_bits0-7"``, ...), also in the column names of
     ``set_output(transform="pandas")``.
@@ -18,6 +19,11 @@ class PackedCodesOutMixin(ClassNamePrefixFeaturesOutMixin):
     @property
     def _n_features_out(self):
         return self.n_bytes_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []  # uint8 codes, whatever the input's dtype
+        return tags
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns: ``"<estimator>_bits<first>-<last>"``, one per byte.

@@ -13,8 +13,9 @@ __all__ = ["SafeStateMixin"]
 class SafeStateMixin:
     """Default hooks: the constructor parameters, plus fitted attributes named by the class.
 
-    ``_safe_arrays`` names fitted ndarray attributes (stored as tensors), ``_safe_values``
-    fitted attributes that JSON can hold. Override the hooks for anything else.
+    ``_safe_arrays`` names fitted ndarray attributes (stored as tensors, those that are set:
+    some exist only with some parameters), ``_safe_values`` fitted attributes that JSON can
+    hold. Override the hooks for anything else.
     """
 
     _safe_arrays = ()
@@ -32,7 +33,7 @@ class SafeStateMixin:
         values : dict
             Other fitted state (JSON-serialisable).
         """
-        arrays = {f"attr.{name}": getattr(self, name) for name in self._safe_arrays}
+        arrays = {f"attr.{name}": getattr(self, name) for name in self._safe_arrays if hasattr(self, name)}
         values = {name: getattr(self, name) for name in self._safe_values}
         if hasattr(self, "feature_names_in_"):
             values["feature_names_in_"] = [str(f) for f in self.feature_names_in_]
@@ -52,5 +53,6 @@ class SafeStateMixin:
         if "feature_names_in_" in values:
             estimator.feature_names_in_ = np.asarray(values["feature_names_in_"], dtype=object)
         for name in cls._safe_arrays:
-            setattr(estimator, name, arrays[f"attr.{name}"])
+            if f"attr.{name}" in arrays:
+                setattr(estimator, name, arrays[f"attr.{name}"])
         return estimator

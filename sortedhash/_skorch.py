@@ -120,7 +120,7 @@ class ValidNeighborRecall(Callback):
         if self.float_neighbors_ is None:  # the held-out split is the same every epoch
             rows = [dataset_valid[i][0] for i in range(min(len(dataset_valid), self.max_samples))]
             x = torch.as_tensor(np.stack(rows), dtype=torch.float32)
-            self.inputs_ = x[:, 0] if net.views.__dict__.get("multi_view_") else x
+            self.inputs_ = net.views.clean(x)
             self.float_neighbors_ = _top_k(torch.nn.functional.normalize(self.inputs_.flatten(1), dim=1), self.k)
         with torch.no_grad():
             was_training = net.module_.training

@@ -44,11 +44,6 @@ class _LinearHash(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transform
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return pack_codes((X - self.mean_) @ self.projection_ >= 0)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = []
-        return tags
-
 
 def _pca_components(Xc, n_bits, name):
     if n_bits > min(Xc.shape):
@@ -208,8 +203,3 @@ class BinaryQuantizer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Trans
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return pack_codes(X >= self.mean_)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = []
-        return tags

@@ -90,8 +90,8 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         smaller is harder. Up to 1.0 its sorted values equal the hard sort (similarities lie
         in [0, 1]); gaps of one Hamming step are smoothed from about ``n_bits`` on.
     sorted_weight : float, default=0.1
-        Weight of SortedNCE. 0 skips the sort: plain contrastive hashing, about 0.6x the
-        training time.
+        Weight of SortedNCE. 0 skips the sort: plain contrastive hashing, about two thirds
+        of the training time.
     code_nce_weight : float, default=1.0
         Weight of an NT-Xent term between the two views' codes. The paper's NSH is
         ``sorted_weight=1.0, code_nce_weight=0.0`` (see the user guide).
@@ -245,6 +245,7 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         "net_kwargs": [dict, None],
     }
 
+    _safe_arrays = ("mean_", "scale_")  # set only with standardize and the default encoder
     _safe_values = ("n_features_in_", "n_bytes_", "multi_view_")
 
     def __init__(
@@ -538,7 +539,6 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
                 )
         if callable(params["augment"]):
             raise ValueError("save() cannot store a callable augment; use joblib for such a model")
-        arrays.update({f"attr.{name}": getattr(self, name) for name in ("mean_", "scale_") if hasattr(self, name)})
         arrays.update({f"module.{k}": v for k, v in self.net_.module_.state_dict().items()})
         values["history"] = self.net_.history.to_list()
         return params, arrays, values
@@ -554,9 +554,6 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         from skorch.history import History
 
         estimator = super()._from_safe_state(params, arrays, values)
-        for name in ("mean_", "scale_"):
-            if f"attr.{name}" in arrays:
-                setattr(estimator, name, arrays[f"attr.{name}"])
         # Building the parts initialises weights and may draw a seed: not from the caller's RNG.
         with _seeded_torch(0, "cpu"):
             module = estimator._make_module((estimator.n_features_in_,))
@@ -582,7 +579,6 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = []
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = False
         tags.non_deterministic = self.random_state is None
