@@ -1,6 +1,8 @@
 """HammingNeighbors: exact nearest neighbours over packed binary codes."""
 
+import json
 from numbers import Integral
+from pathlib import Path
 
 import numpy as np
 from joblib import effective_n_jobs
@@ -11,9 +13,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._safe_state import SafeStateMixin
-from .._versions import VersionedMixin
+from .._versions import VersionedMixin, check_versions
 from ..bits import check_codes, pairwise_hamming
 from ._kernels import knn_search, pack_words, radius_search
+from ._mih import (MultiIndex, auto_n_substrings, build_multi_index, extend_multi_index, mih_knn, mih_radius, mih_work,
+                   probe_count)
 
 __all__ = ["HammingNeighbors"]
 
@@ -21,6 +25,12 @@ __all__ = ["HammingNeighbors"]
 # O(query chunk x _DB_CHUNK) whatever the database size.
 _DB_CHUNK = 1 << 16
 _QUERY_CHUNK = 256
+# algorithm="auto": tables built from this many codes; queries sampled first; the share of
+# sampled queries that may overrun their MIH budget before the rest are scanned.
+_AUTO_MIH_MIN = 2**17
+_AUTO_SAMPLE = 32
+_AUTO_MAX_OVERRUN = 0.25
+_INDEX_FORMAT = "sortedhash.HammingNeighbors.index/1"
 
 
 class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, VersionedMixin, BaseEstimator):
@@ -44,6 +54,25 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         ``np.bitwise_count`` + stable sort), or faiss's ``IndexBinaryFlat`` for k-NN (when
         installed; its results are re-sorted so ties also go to the lower index within the
         k found; radius queries then use the numpy path).
+    algorithm : {"auto", "brute", "mih"}, default="auto"
+        How the numba backend finds neighbours (results are identical):
+
+        - ``"brute"``: a blocked scan of every code (best for small collections, short
+          codes against uniform data, or large k).
+        - ``"mih"``: multi-index hashing (Norouzi et al., 2012), exact and sublinear: the
+          codes are cut into ``n_substrings`` substrings, each indexed in a table, and a
+          query probes the tables at growing substring radius until the pigeonhole
+          principle proves its k-th distance. Wins when neighbours are close, as with
+          learned codes of large collections; costs tables of about
+          ``4 * n_substrings`` bytes a code.
+        - ``"auto"``: the tables are built when ``n_samples >= 2**17``; each k-NN call
+          runs a sample of its queries through them with a work budget and scans
+          instead when they would cost more; queries that overrun the budget are scanned.
+
+        The numpy and faiss backends always scan.
+    n_substrings : int or "auto", default="auto"
+        Substrings (tables) of ``"mih"``. ``"auto"``: substrings of ``floor(log2 N)``
+        bits, the paper's rule rounded so that no table has more keys than codes.
     n_jobs : int, default=None
         Threads of the numba and faiss backends. ``None`` means 1 unless in a
         :func:`joblib.parallel_config` context; -1 means all cores (scikit-learn's
@@ -57,21 +86,35 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         Bytes of one code.
     n_bits_ : int
         ``8 * n_features_in_``.
+    n_substrings_ : int or None
+        Tables of the multi-index, None when none was built.
+
+    Notes
+    -----
+    ``fit`` copies a writeable ``X`` but keeps a read-only one (``np.memmap(mode="r")``,
+    or any array with ``flags.writeable`` False) as it is: a memory-mapped database stays
+    on disk, and 64-bit codes are searched in place; wider codes get one word-major copy
+    for the scan. :meth:`save_index` and :meth:`load_index` keep the tables too.
     """
 
     _parameter_constraints = {
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "radius": [Interval(Integral, 0, None, closed="left")],
         "backend": [StrOptions({"numba", "numpy", "faiss"})],
+        "algorithm": [StrOptions({"auto", "brute", "mih"})],
+        "n_substrings": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "n_jobs": [Integral, None],
     }
     _safe_arrays = ("_fit_X",)
     _safe_values = ("n_samples_fit_", "n_features_in_", "n_bits_")
 
-    def __init__(self, *, n_neighbors=5, radius=2, backend="numba", n_jobs=None):
+    def __init__(self, *, n_neighbors=5, radius=2, backend="numba", algorithm="auto", n_substrings="auto",
+                 n_jobs=None):
         self.n_neighbors = n_neighbors
         self.radius = radius
         self.backend = backend
+        self.algorithm = algorithm
+        self.n_substrings = n_substrings
         self.n_jobs = n_jobs
 
     def fit(self, X, y=None):
@@ -89,18 +132,140 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         self : HammingNeighbors
         """
         self._validate_params()
+        if self.algorithm == "mih" and self.backend != "numba":
+            raise ValueError(f"algorithm='mih' needs backend='numba', got backend={self.backend!r}")
         codes = check_codes(X, name="X")
-        self._fit_X = codes.copy()
+        if self.algorithm != "brute" and len(codes) >= 2**32:
+            raise ValueError(f"multi-index hashing holds up to 2**32 - 1 codes, X has {len(codes)}: use "
+                             "algorithm='brute'")
+        if codes.flags.writeable and np.may_share_memory(codes, X):
+            codes = codes.copy()  # independent of later changes to the caller's array
+        self._fit_X = codes
         self.n_samples_fit_, self.n_features_in_ = codes.shape
         self.n_bits_ = 8 * self.n_features_in_
         self._build_index()
         self._record_versions()
         return self
 
-    def _build_index(self):
-        # Derived from _fit_X only, so pickles and safe files drop it and rebuild on load.
+    def partial_fit(self, X, y=None):
+        """Append codes to the database (or fit, the first time).
+
+        The new codes get row numbers after the fitted ones. The scan layout and the
+        multi-index tables are extended, not rebuilt: the new codes' tables are built alone
+        and merged in linear time, with the substrings chosen at the first fit (refit to
+        choose them anew for the grown database). The database is then held in memory (a
+        memory-mapped one is copied once).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_bytes), dtype uint8
+            Packed codes of the width seen at fit.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : HammingNeighbors
+        """
+        if not hasattr(self, "_fit_X"):
+            return self.fit(X)
+        codes = check_codes(X, name="X", n_bytes=self.n_features_in_)
+        n_old = self.n_samples_fit_
+        if self._mih is not None and n_old + len(codes) >= 2**32:
+            raise ValueError("multi-index hashing holds up to 2**32 - 1 codes: use algorithm='brute'")
+        self._fit_X = np.concatenate([self._fit_X, codes])
+        self.n_samples_fit_ = len(self._fit_X)
         if self.backend == "numba":
-            self._index = pack_words(self._fit_X)
+            words = (_words(self._fit_X) if self.n_features_in_ == 8
+                     else np.concatenate([self._index, pack_words(codes)], axis=1))
+            mih = self._mih
+            if mih is not None:
+                mih = extend_multi_index(mih, words, n_old)
+            elif self.algorithm == "auto" and self.n_samples_fit_ >= _AUTO_MIH_MIN:
+                mih = self._new_multi_index(words)
+            self._index, self._mih = words, mih
+            self.n_substrings_ = None if mih is None else mih.n_substrings
+        elif self.backend == "faiss":
+            self._index.add(codes)
+        return self
+
+    # ---------------------------------------------------------- index files
+    def save_index(self, path):
+        """Write the fitted index to the directory ``path`` (created if needed), as ``.npy``
+        files that :meth:`load_index` maps into memory, and ``index.json``.
+
+        Unlike :func:`sortedhash.save`, which stores the codes and rebuilds the tables on
+        load, this stores the tables too: a large index opens in seconds.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Directory to write; files of an earlier index there are replaced.
+        """
+        check_is_fitted(self, "_fit_X")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        arrays = {"codes": self._fit_X}
+        if self.backend == "numba" and self.n_features_in_ != 8:
+            arrays["words"] = self._index
+        if self._mih is not None:
+            arrays.update({f"mih.{name}": getattr(self._mih, name) for name in MultiIndex.arrays})
+        for name, array in arrays.items():
+            np.save(path / f"{name}.npy", np.asarray(array), allow_pickle=False)
+        header = {"format": _INDEX_FORMAT, "params": self.get_params(), "arrays": sorted(arrays),
+                  "n_samples_fit_": self.n_samples_fit_, "versions": getattr(self, "_sortedhash_versions", {})}
+        (path / "index.json").write_text(json.dumps(header, indent=1))
+
+    @classmethod
+    def load_index(cls, path, *, mmap=True):
+        """Open an index written by :meth:`save_index`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Directory written by :meth:`save_index`.
+        mmap : bool, default=True
+            Map the arrays into memory read-only (opening takes about no time and no RAM;
+            pages are read as searches touch them) instead of reading them.
+
+        Returns
+        -------
+        neighbors : HammingNeighbors
+            Fitted, with the saved parameters.
+        """
+        path = Path(path)
+        header = json.loads((path / "index.json").read_text())
+        if header.get("format") != _INDEX_FORMAT:
+            raise ValueError(f"{path} is not a HammingNeighbors index of format {_INDEX_FORMAT}")
+        arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+                  for name in header["arrays"]}
+        estimator = cls(**header["params"])
+        estimator._fit_X = arrays["codes"]
+        estimator.n_samples_fit_, estimator.n_features_in_ = estimator._fit_X.shape
+        estimator.n_bits_ = 8 * estimator.n_features_in_
+        estimator._sortedhash_versions = header["versions"]
+        check_versions(header["versions"])
+        mih = None
+        if "mih.rows" in arrays:
+            mih = MultiIndex(*(arrays[f"mih.{name}"] for name in MultiIndex.arrays))
+        estimator._build_index(multi_index=mih, words=arrays.get("words"))
+        return estimator
+
+    def _new_multi_index(self, words):
+        m = auto_n_substrings(len(self._fit_X), self.n_bits_) if self.n_substrings == "auto" else self.n_substrings
+        return build_multi_index(words, self.n_bits_, min(m, self.n_bits_))
+
+    def _build_index(self, multi_index=None, words=None):
+        # Derived from _fit_X only, so pickles and safe files drop it and rebuild on load.
+        self._mih, self.n_substrings_ = None, None
+        if self.backend == "numba":
+            self._index = _words(self._fit_X) if words is None else words
+            if multi_index is not None:
+                self._mih = multi_index
+            elif self.algorithm == "mih" or (self.algorithm == "auto" and self.n_samples_fit_ >= _AUTO_MIH_MIN):
+                self._mih = self._new_multi_index(self._index)
+            if self._mih is not None:
+                self.n_substrings_ = self._mih.n_substrings
         elif self.backend == "faiss":
             import faiss
 
@@ -117,7 +282,11 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state.pop("_index", None)  # faiss indexes cannot be pickled; all are cheap to rebuild
+        # faiss indexes cannot be pickled; the scan layout and the tables are rebuilt on load.
+        state.pop("_index", None)
+        state.pop("_mih", None)
+        if isinstance(state.get("_fit_X"), np.memmap):
+            state["_fit_X"] = np.asarray(state["_fit_X"])  # the data, not a handle to a file
         return state
 
     def __setstate__(self, state):
@@ -168,12 +337,53 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             )
         exclude = np.arange(len(queries), dtype=np.int64) if self_query else None
         if self.backend == "numba":
-            dist, ind = knn_search(self._index, pack_words(queries).T, k, self.n_bits_, exclude, self._threads)
+            dist, ind = self._numba_knn(queries, k, exclude)
         elif self.backend == "faiss":
             dist, ind = self._faiss_knn(queries, k, self_query)
         else:
             dist, ind = self._numpy_knn(queries, k, exclude)
         return (dist, ind) if return_distance else ind
+
+    def _numba_knn(self, queries, k, exclude):
+        query_words = pack_words(queries).T
+        if self._mih is None or self.algorithm == "brute":
+            return knn_search(self._index, query_words, k, self.n_bits_, exclude, self._threads)
+        if self.algorithm == "mih":
+            dist, ind, _ = mih_knn(self._index, self._mih, query_words, k, exclude, n_threads=self._threads)
+            return dist, ind
+        return self._auto_knn(query_words, k, exclude)
+
+    def _auto_knn(self, query_words, k, exclude):
+        """MIH where it is cheaper than the scan, the scan elsewhere (same results).
+
+        A query's MIH work (bucket probes + candidates checked) is capped at what a scan
+        of the whole database costs. A sample of the queries goes first: if too many of
+        them overrun, the rest are scanned at once; otherwise they run through MIH, and
+        those that overrun are scanned. The overhead is bounded by the sample.
+        """
+        n_queries = len(query_words)
+        if exclude is None:
+            exclude = np.full(n_queries, -1, dtype=np.int64)
+        budget = self.n_samples_fit_ // mih_work(self.n_bits_)
+        dist = np.empty((n_queries, k), dtype=np.int64)
+        ind = np.empty((n_queries, k), dtype=np.int64)
+        sample = min(n_queries, _AUTO_SAMPLE)
+        done = np.zeros(n_queries, dtype=bool)
+        for part in (slice(0, sample), slice(sample, n_queries)):
+            if part.start == part.stop:
+                continue
+            d, i, work = mih_knn(self._index, self._mih, query_words[part], k, exclude[part], budget,
+                                 self._threads)
+            kept = work >= 0
+            dist[part][kept], ind[part][kept] = d[kept], i[kept]
+            done[part] = kept
+            if part.start == 0 and np.mean(work < 0) > _AUTO_MAX_OVERRUN:
+                break  # MIH does not pay on these codes: scan the rest
+        rest = np.flatnonzero(~done)
+        if len(rest):
+            dist[rest], ind[rest] = knn_search(self._index, query_words[rest], k, self.n_bits_, exclude[rest],
+                                               self._threads)
+        return dist, ind
 
     def _numpy_knn(self, queries, k, exclude):
         dist = np.empty((len(queries), k), dtype=np.int64)
@@ -237,13 +447,28 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         queries, self_query = self._queries(X)
         r = check_scalar(self.radius if radius is None else radius, "radius", Integral, min_val=0)
         exclude = np.arange(len(queries), dtype=np.int64) if self_query else None
-        if self.backend == "numba":
+        if self.backend == "numba" and self._radius_by_mih(r):
+            offsets, dist, ind = mih_radius(self._index, self._mih, pack_words(queries).T, r, self.n_bits_, exclude,
+                                            sort_results, self._threads)
+        elif self.backend == "numba":
             offsets, dist, ind = radius_search(self._index, pack_words(queries).T, r, self.n_bits_, exclude,
                                                sort_results, self._threads)
         else:
             offsets, dist, ind = self._numpy_radius(queries, r, exclude, sort_results)
         dists, inds = _split(dist, offsets), _split(ind, offsets)
         return (dists, inds) if return_distance else inds
+
+    def _radius_by_mih(self, radius):
+        """Whether radius queries go through the tables: always for "mih"; for "auto" when
+        the buckets to probe, and the codes they hold if the codes were uniform, cost
+        less than a scan."""
+        if self._mih is None or self.algorithm == "brute":
+            return False
+        if self.algorithm == "mih":
+            return True
+        probes = probe_count(self._mih, radius)
+        expected = probes * (1 + self.n_samples_fit_ / 2.0 ** self._mih.lengths.mean())
+        return expected * mih_work(self.n_bits_) < self.n_samples_fit_
 
     def _numpy_radius(self, queries, radius, exclude, sort_results):
         """The reference: same output layout as :func:`radius_search`, from numpy distances."""
@@ -270,6 +495,13 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = False
         return tags
+
+
+def _words(codes):
+    """The scan's word-major layout: a view of 64-bit codes (no copy), else a copy."""
+    if codes.shape[1] == 8 and codes.flags.c_contiguous:
+        return np.asarray(codes).view("<u8").reshape(1, -1)
+    return pack_words(codes)
 
 
 def _split(values, offsets):

@@ -1,0 +1,430 @@
+"""Multi-index hashing: exact sublinear Hamming search (numba).
+
+Norouzi, Punjani & Fleet, "Fast Search in Hamming Space with Multi-Index Hashing" (CVPR
+2012). Each b-bit code is cut into m disjoint substrings, and table j maps every value of
+substring j to the rows that hold it: a dense CSR table, ``offsets`` of length
+``2**L + 1`` and the row numbers sorted by key (in index order within a key).
+
+Pigeonhole: a code within distance r of a query is within ``r // m`` of it on at least one
+substring. A k-NN query therefore probes every table at substring radius s = 0, 1, ...;
+after round s every code within ``m * (s + 1) - 1`` of the query has been seen, so the search
+stops once its k-th distance is at most that bound. Every code at the k-th distance has
+been seen by then too, so ties by index come out exact.
+
+A code reachable from several probes is counted at the first one only: the smallest s, then
+the smallest table, i.e. where its substring distance is the smallest of its substrings.
+Checking that needs its substring distances, which sum to its full distance, so deduplication
+costs no memory and little time.
+"""
+
+import math
+
+import numba
+import numpy as np
+from numba import prange
+
+from ._kernels import _CACHE, _popcount, _sort_by_distance, _with_threads
+
+__all__ = ["MultiIndex", "build_multi_index", "extend_multi_index", "auto_n_substrings", "mih_knn", "mih_radius", "mih_work",
+           "probe_count"]
+
+MAX_SUBSTRING_BITS = 30  # tables are dense: 2**L offsets each
+_NO_KEY = np.iinfo(np.int64).max
+_BATCH = 64  # keys, bucket bounds and candidates loaded together
+
+
+def auto_n_substrings(n_samples, n_bits):
+    """Substrings of about log2(N) bits (the paper's rule), rounded so that each dense table
+    has no more keys than rows: substrings of ``floor(log2 N)`` bits at most."""
+    bits_per_table = max(1, min(int(math.log2(max(n_samples, 2))), MAX_SUBSTRING_BITS))
+    return max(1, -(-n_bits // bits_per_table))
+
+
+def mih_work(n_bits):
+    """Codes a scan compares in the time MIH spends on one unit of work (a bucket probe or
+    a candidate checked), measured on this project's machines (one thread): about 80 at
+    64 bits. Wider codes make the scan dearer per code and MIH's checks dearer per
+    candidate, about equally."""
+    return 80
+
+
+def probe_count(index, radius):
+    """Buckets a radius query probes (the tables are walked whole when that is cheaper)."""
+    total = 0
+    for length in index.lengths:
+        rounds = min(radius // index.n_substrings, length)
+        total += min(sum(math.comb(int(length), s) for s in range(rounds + 1)), (rounds + 1) << int(length))
+    return total
+
+
+class MultiIndex:
+    """The m tables of a multi-index over ``n_rows`` codes of ``n_bits`` bits.
+
+    Attributes
+    ----------
+    starts, lengths : ndarray of shape (m,), int64
+        First bit and width of each substring (bit i is bit i % 64 of word i // 64).
+    table_starts : ndarray of shape (m + 1,), int64
+        Table j's offsets are ``offsets[table_starts[j]:table_starts[j + 1]]``.
+    offsets : ndarray, uint32 or int64
+        Concatenated bucket boundaries of all tables.
+    rows : ndarray of shape (m, n_rows), uint32 or int64
+        Row numbers of each table, bucket after bucket.
+    """
+
+    arrays = ("starts", "lengths", "table_starts", "offsets", "rows")
+
+    def __init__(self, starts, lengths, table_starts, offsets, rows):
+        self.starts, self.lengths, self.table_starts = starts, lengths, table_starts
+        self.offsets, self.rows = offsets, rows
+
+    @property
+    def n_substrings(self):
+        return len(self.starts)
+
+    @property
+    def nbytes(self):
+        return sum(getattr(self, name).nbytes for name in self.arrays)
+
+
+def _substring_layout(n_bits, m):
+    lengths = np.full(m, n_bits // m, dtype=np.int64)
+    lengths[: n_bits % m] += 1  # the first n_bits % m substrings take one bit more
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    return starts, lengths
+
+
+def build_multi_index(words, n_bits, n_substrings):
+    """Tables over the word-major codes ``words`` (n_words, n_rows) from ``pack_words``."""
+    starts, lengths = _substring_layout(n_bits, n_substrings)
+    if lengths.max() > MAX_SUBSTRING_BITS:
+        raise ValueError(
+            f"n_substrings={n_substrings} cuts {n_bits}-bit codes into substrings of {lengths.max()} bits; "
+            f"the tables are dense (2**bits entries each), so substrings take at most {MAX_SUBSTRING_BITS} "
+            f"bits: use n_substrings >= {-(-n_bits // MAX_SUBSTRING_BITS)}"
+        )
+    n_rows = words.shape[1]
+    index_type = np.uint32 if n_rows < 2**32 else np.int64
+    table_starts = np.concatenate([[0], np.cumsum((1 << lengths) + 1)]).astype(np.int64)
+    offsets = np.empty(table_starts[-1], dtype=index_type)
+    rows = np.empty((n_substrings, n_rows), dtype=index_type)
+    for j in range(n_substrings):
+        _fill_table(words, starts[j], lengths[j], offsets[table_starts[j]:table_starts[j + 1]], rows[j])
+    return MultiIndex(starts, lengths, table_starts, offsets, rows)
+
+
+def extend_multi_index(index, words, n_old):
+    """The tables of ``index`` (over the first ``n_old`` rows of ``words``) extended with
+    the rows after them: the new rows' tables are built alone and merged bucket by bucket
+    (new rows after old ones, so index order holds), in linear time."""
+    n_rows = words.shape[1]
+    if index.rows.dtype == np.uint32 and n_rows >= 2**32:
+        raise ValueError(f"multi-index hashing holds up to 2**32 - 1 codes, not {n_rows}")
+    added = build_multi_index(np.ascontiguousarray(words[:, n_old:]), int(index.starts[-1] + index.lengths[-1]),
+                              index.n_substrings)
+    offsets = index.offsets.astype(np.int64) + added.offsets
+    rows = np.empty((index.n_substrings, n_rows), dtype=index.rows.dtype)
+    for j in range(index.n_substrings):
+        t = slice(index.table_starts[j], index.table_starts[j + 1])
+        _merge_table(index.offsets[t], index.rows[j], added.offsets[t], added.rows[j], n_old, rows[j])
+    return MultiIndex(index.starts, index.lengths, index.table_starts, offsets.astype(index.offsets.dtype), rows)
+
+
+@numba.njit(cache=_CACHE, nogil=True)
+def _merge_table(old_offsets, old_rows, new_offsets, new_rows, shift, out):
+    p = 0
+    for key in range(old_offsets.shape[0] - 1):
+        for i in range(old_offsets[key], old_offsets[key + 1]):
+            out[p] = old_rows[i]
+            p += 1
+        for i in range(new_offsets[key], new_offsets[key + 1]):
+            out[p] = new_rows[i] + shift
+            p += 1
+
+
+@numba.njit(cache=_CACHE, nogil=True, inline="always")
+def _substring(x, start, length):
+    """Bits [start, start + length) of the words x (little-endian, length <= 32), as uint64.
+
+    ``x`` ends with one zero word, read in place of the next word when the substring does
+    not cross into it: branch-free, and no shift by 64 (undefined in LLVM), which kept
+    numba's version of the branch several times slower."""
+    w = start >> 6
+    o = start & 63
+    hi = w + 1 if o + length > 64 else x.shape[0] - 1
+    v = (x[w] >> np.uint64(o)) | ((x[hi] << np.uint64(1)) << np.uint64(63 - o))
+    return v & ((np.uint64(1) << np.uint64(length)) - np.uint64(1))
+
+
+@numba.njit(cache=_CACHE, nogil=True)
+def _fill_table(words, start, length, offsets, rows):
+    """Counting sort of the rows by substring key: stable, so index order within a key."""
+    n_rows = words.shape[1]
+    x = np.zeros(words.shape[0] + 1, dtype=np.uint64)
+    keys = np.empty(n_rows, dtype=np.int64)
+    counts = np.zeros((1 << length) + 1, dtype=np.int64)
+    for i in range(n_rows):
+        for w in range(words.shape[0]):
+            x[w] = words[w, i]
+        keys[i] = np.int64(_substring(x, start, length))
+        counts[keys[i] + 1] += 1
+    for key in range(1 << length):
+        counts[key + 1] += counts[key]
+    for key in range((1 << length) + 1):
+        offsets[key] = counts[key]
+    for i in range(n_rows):
+        rows[counts[keys[i]]] = i
+        counts[keys[i]] += 1
+
+
+@numba.njit(cache=_CACHE, nogil=True, inline="always")
+def _owned_distance(x, starts, lengths, table, s):
+    """Full distance of a candidate whose XOR with the query is ``x``, if this probe
+    (table, substring radius s) is the first to reach it, else -1 (it was or will be
+    counted at an earlier probe)."""
+    total = 0
+    for j in range(starts.shape[0]):
+        if j == table:
+            total += s
+            continue
+        d = _popcount(_substring(x, starts[j], lengths[j]))
+        if d < s or (d == s and j < table):
+            return -1
+        total += d
+    return total
+
+
+@numba.njit(cache=_CACHE, nogil=True)
+def _probe_round(db, query, qkeys, index_arrays, binomials, s, mode, exclude, limit, state, buf, pos):
+    """Visit every code first reached at substring radius ``s``.
+
+    mode 0 (k-NN): push (distance << 32 | row) below the current k-th key ``state[1]`` into
+    buf, keeping the ``limit`` smallest. mode 1 (radius count): count rows within ``limit``;
+    mode 2 (radius fill): also write (row << 16 | distance) at ``buf[pos + count]``.
+    ``state`` = [size or count, k-th key, work].
+
+    Keys, bucket bounds, row numbers and codes are each loaded in batches: independent
+    loads overlap their cache misses, which a loop that branches on each one in turn
+    would serialise (the tables and the codes are far larger than the caches).
+    """
+    starts, lengths, table_starts, offsets, rows = index_arrays
+    n_words = db.shape[0]
+    keys = np.empty(_BATCH, dtype=np.int64)
+    lo = np.empty(_BATCH, dtype=np.int64)
+    hi = np.empty(_BATCH, dtype=np.int64)
+    cand = np.empty(_BATCH, dtype=np.int64)
+    xors = np.zeros((_BATCH, n_words + 1), dtype=np.uint64)  # the last word stays 0 (_substring)
+    for j in range(starts.shape[0]):
+        length = lengths[j]
+        if s > length:
+            continue
+        base = table_starts[j]
+        qk = qkeys[j]
+        n_keys = 1 << length
+        # Enumerate the keys at exactly s bits from the query's (Gosper's hack), or, when
+        # they are most of the table, walk the whole table.
+        enumerate_keys = 4 * binomials[length, s] <= n_keys
+        mask = (1 << s) - 1
+        key_i = 0
+        exhausted = False
+        n_cand = 0
+        while not exhausted:
+            n_batch = 0
+            while n_batch < _BATCH:
+                if enumerate_keys:
+                    if mask >= n_keys:
+                        exhausted = True
+                        break
+                    keys[n_batch] = qk ^ mask
+                    n_batch += 1
+                    if s == 0:
+                        mask = n_keys  # one key only
+                    else:
+                        c = mask & -mask
+                        r = mask + c
+                        mask = (((r ^ mask) >> 2) // c) | r
+                else:
+                    if key_i >= n_keys:
+                        exhausted = True
+                        break
+                    if _popcount(np.uint64(key_i ^ qk)) == s:
+                        keys[n_batch] = key_i
+                        n_batch += 1
+                    key_i += 1
+            for t in range(n_batch):
+                lo[t] = np.int64(offsets[base + keys[t]])
+                hi[t] = np.int64(offsets[base + keys[t] + 1])
+            for t in range(n_batch):
+                state[2] += 1 + hi[t] - lo[t]
+                for p in range(lo[t], hi[t]):
+                    cand[n_cand] = np.int64(rows[j, p])
+                    n_cand += 1
+                    if n_cand == _BATCH:
+                        _visit(db, query, cand, n_cand, xors, starts, lengths, j, s, mode, exclude, limit, state,
+                               buf, pos)
+                        n_cand = 0
+        _visit(db, query, cand, n_cand, xors, starts, lengths, j, s, mode, exclude, limit, state, buf, pos)
+
+
+@numba.njit(cache=_CACHE, nogil=True, inline="always")
+def _visit(db, query, cand, n_cand, xors, starts, lengths, table, s, mode, exclude, limit, state, buf, pos):
+    """Check a batch of candidates reached by table ``table`` at substring radius ``s``."""
+    for c in range(n_cand):
+        row = cand[c]
+        for w in range(db.shape[0]):
+            xors[c, w] = db[w, row] ^ query[w]
+    for c in range(n_cand):
+        row = cand[c]
+        if row == exclude:
+            continue
+        d = _owned_distance(xors[c], starts, lengths, table, s)
+        if d < 0:
+            continue
+        if mode == 0:
+            item = (d << 32) | row
+            if item < state[1]:
+                buf[state[0]] = item
+                state[0] += 1
+                if state[0] == buf.shape[0]:
+                    _truncate(buf, state, limit)
+        elif d <= limit:
+            if mode == 2:  # row first, so that sorting the items puts them in index order
+                buf[pos + state[0]] = (row << 16) | d
+            state[0] += 1
+
+
+@numba.njit(cache=_CACHE, nogil=True)
+def _truncate(buf, state, k):
+    """Keep the k smallest (distance, row) items of the buffer, sorted; update the k-th key."""
+    kept = np.sort(buf[: state[0]])[:k]
+    buf[: kept.shape[0]] = kept
+    state[0] = kept.shape[0]
+    if state[0] == k:
+        state[1] = kept[k - 1]
+
+
+@numba.njit(cache=_CACHE, nogil=True, inline="always")
+def _query_keys(query, starts, lengths, out):
+    x = np.zeros(query.shape[0] + 1, dtype=np.uint64)
+    x[:-1] = query
+    for j in range(starts.shape[0]):
+        out[j] = np.int64(_substring(x, starts[j], lengths[j]))
+
+
+@numba.njit(parallel=True, cache=_CACHE, nogil=True)
+def _knn(db, queries, k, index_arrays, binomials, exclude, budget, out_dist, out_idx, work):
+    starts, lengths = index_arrays[0], index_arrays[1]
+    m = starts.shape[0]
+    max_length = lengths.max()
+    for q in prange(queries.shape[0]):
+        query = queries[q]
+        qkeys = np.empty(m, dtype=np.int64)
+        _query_keys(query, starts, lengths, qkeys)
+        buf = np.empty(4 * k + 64, dtype=np.int64)
+        state = np.array([0, _NO_KEY, 0], dtype=np.int64)
+        done = False
+        for s in range(max_length + 1):
+            _probe_round(db, query, qkeys, index_arrays, binomials, s, 0, exclude[q], k, state, buf, 0)
+            _truncate(buf, state, k)
+            if state[0] == k and (state[1] >> 32) <= m * (s + 1) - 1:
+                done = True
+            if done or state[2] > budget:
+                break
+        work[q] = state[2]
+        if state[0] == k and (done or state[2] <= budget):
+            for i in range(k):
+                out_dist[q, i] = buf[i] >> 32
+                out_idx[q, i] = buf[i] & 0xFFFFFFFF
+        else:
+            work[q] = -1  # over budget (or fewer than k codes seen): the caller scans instead
+
+
+def _binomials(n):
+    table = np.zeros((n + 1, n + 1), dtype=np.int64)
+    for a in range(n + 1):
+        for b in range(a + 1):
+            table[a, b] = math.comb(a, b)
+    return table
+
+
+def _arrays(index):
+    return tuple(getattr(index, name) for name in MultiIndex.arrays)
+
+
+def mih_knn(db_words, index, query_words, k, exclude=None, budget=None, n_threads=None):
+    """Exact k nearest rows (ties by lower index) through the multi-index.
+
+    Parameters
+    ----------
+    db_words : ndarray of shape (n_words, n_rows), uint64
+        Word-major database (``pack_words``); rows must be < 2**32.
+    index : MultiIndex
+        Tables built over ``db_words``.
+    query_words : ndarray of shape (n_queries, n_words), uint64
+    k : int
+    exclude : ndarray of shape (n_queries,), int64, default=None
+        Row to leave out of each query's results (-1 for none).
+    budget : int, default=None
+        Work (bucket probes + candidates) after which a query gives up; its ``work`` is then
+        -1 and its rows of ``dist``/``idx`` are undefined. None: no limit.
+    n_threads : int, default=None
+
+    Returns
+    -------
+    dist, idx : ndarrays of shape (n_queries, k), int64
+    work : ndarray of shape (n_queries,), int64
+        Probes + candidates each query needed, or -1 where it gave up.
+    """
+    n_queries = query_words.shape[0]
+    if exclude is None:
+        exclude = np.full(n_queries, -1, dtype=np.int64)
+    out_dist = np.empty((n_queries, k), dtype=np.int64)
+    out_idx = np.empty((n_queries, k), dtype=np.int64)
+    work = np.zeros(n_queries, dtype=np.int64)
+    budget = np.iinfo(np.int64).max if budget is None else int(budget)
+    _with_threads(n_threads, _knn, db_words, np.ascontiguousarray(query_words), k, _arrays(index),
+                  _binomials(int(index.lengths.max())), exclude, budget, out_dist, out_idx, work)
+    return out_dist, out_idx, work
+
+
+@numba.njit(parallel=True, cache=_CACHE, nogil=True)
+def _radius(db, queries, radius, index_arrays, binomials, exclude, offsets, buf, fill):
+    starts, lengths = index_arrays[0], index_arrays[1]
+    m = starts.shape[0]
+    rounds = min(radius // m, lengths.max())
+    for q in prange(queries.shape[0]):
+        query = queries[q]
+        qkeys = np.empty(m, dtype=np.int64)
+        _query_keys(query, starts, lengths, qkeys)
+        state = np.zeros(3, dtype=np.int64)
+        for s in range(rounds + 1):
+            _probe_round(db, query, qkeys, index_arrays, binomials, s, 2 if fill else 1, exclude[q], radius,
+                         state, buf, offsets[q])
+        if fill:
+            # Probes reach rows in no particular order: index order, as the scan returns them.
+            buf[offsets[q]:offsets[q + 1]].sort()
+        else:
+            offsets[q + 1] = state[0]
+
+
+def mih_radius(db_words, index, query_words, radius, n_bits, exclude=None, sort_results=False, n_threads=None):
+    """Every row within Hamming ``radius`` (inclusive), in the layout of
+    :func:`sortedhash.neighbors._kernels.radius_search`: (offsets, dist, idx)."""
+    n_queries = query_words.shape[0]
+    if exclude is None:
+        exclude = np.full(n_queries, -1, dtype=np.int64)
+    query_words = np.ascontiguousarray(query_words)
+    radius = min(int(radius), n_bits)
+    arrays, binomials = _arrays(index), _binomials(int(index.lengths.max()))
+    offsets = np.zeros(n_queries + 1, dtype=np.int64)
+    empty = np.empty(0, dtype=np.int64)
+    _with_threads(n_threads, _radius, db_words, query_words, radius, arrays, binomials, exclude, offsets, empty,
+                  False)
+    np.cumsum(offsets, out=offsets)
+    items = np.empty(offsets[-1], dtype=np.int64)
+    _with_threads(n_threads, _radius, db_words, query_words, radius, arrays, binomials, exclude, offsets, items,
+                  True)
+    dist, idx = items & 0xFFFF, items >> 16
+    if sort_results:
+        _with_threads(n_threads, _sort_by_distance, offsets, idx, dist, radius)
+    return offsets, dist, idx

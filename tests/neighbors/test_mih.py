@@ -1,0 +1,193 @@
+"""Multi-index hashing against the stable-sort reference: same distances, same indices."""
+
+import numpy as np
+import pytest
+
+from sortedhash import HammingNeighbors
+from sortedhash.neighbors._kernels import pack_words
+from sortedhash.neighbors._mih import auto_n_substrings, build_multi_index, mih_knn
+
+
+def _reference(queries, db, k, exclude=None):
+    d = np.bitwise_count(queries[:, None, :] ^ db[None, :, :]).sum(-1, dtype=np.int64)
+    if exclude is not None:
+        d[np.arange(len(queries)), exclude] = 10**6
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, order, axis=1), order
+
+
+def _database(kind, n, n_bytes, rng):
+    if kind == "uniform":
+        return rng.integers(0, 256, (n, n_bytes), dtype=np.uint8)
+    if kind == "clustered":  # centres plus bit flips: close neighbours, uneven buckets
+        centres = rng.integers(0, 256, (12, n_bytes), dtype=np.uint8)
+        flips = np.packbits(rng.random((n, 8 * n_bytes)) < 0.05, axis=1, bitorder="little")
+        return centres[rng.integers(0, 12, n)] ^ flips
+    if kind == "duplicates":
+        return rng.integers(0, 256, (40, n_bytes), dtype=np.uint8)[rng.integers(0, 40, n)]
+    return np.full((n, n_bytes), 173, dtype=np.uint8)  # all equal: every distance ties
+
+
+def _assert_same(a, b):
+    for x, y in zip(a, b):
+        if x.dtype == object:
+            assert len(x) == len(y)
+            for u, v in zip(x, y):
+                np.testing.assert_array_equal(u, v)
+        else:
+            np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("n_bytes", [1, 2, 3, 8, 16, 32, 64])
+@pytest.mark.parametrize("kind", ["uniform", "clustered", "duplicates", "equal"])
+def test_mih_knn_is_a_stable_sort_of_all_distances(n_bytes, kind):
+    rng = np.random.default_rng(n_bytes)
+    n = 1500
+    db = _database(kind, n, n_bytes, rng)
+    queries = np.concatenate([_database(kind, 15, n_bytes, rng), db[rng.integers(0, n, 15)]])
+    nn = HammingNeighbors(algorithm="mih").fit(db)
+    assert nn.n_substrings_ == auto_n_substrings(n, 8 * n_bytes)
+    for k in (1, 10, 200):
+        dist, ind = nn.kneighbors(queries, k)
+        ref_dist, ref_ind = _reference(queries, db, k)
+        np.testing.assert_array_equal(dist, ref_dist)
+        np.testing.assert_array_equal(ind, ref_ind)
+
+
+@pytest.mark.parametrize("n_substrings", [1, 2, 3, 5, 8])
+def test_every_number_of_substrings_gives_the_same_neighbours(n_substrings):
+    rng = np.random.default_rng(n_substrings)
+    db = _database("clustered", 2000, 3, rng)  # 24 bits: uneven substrings for 5
+    queries = _database("clustered", 20, 3, rng)
+    nn = HammingNeighbors(algorithm="mih", n_substrings=n_substrings, n_neighbors=30).fit(db)
+    assert nn.n_substrings_ == n_substrings
+    _assert_same(nn.kneighbors(queries), _reference(queries, db, 30))
+
+
+def test_leave_one_out_queries_and_graphs_match_the_scan():
+    rng = np.random.default_rng(0)
+    db = _database("duplicates", 800, 8, rng)
+    mih = HammingNeighbors(algorithm="mih", n_neighbors=6, radius=5).fit(db)
+    brute = HammingNeighbors(algorithm="brute", n_neighbors=6, radius=5).fit(db)
+    _assert_same(mih.kneighbors(), brute.kneighbors())
+    assert not np.any(mih.kneighbors(return_distance=False) == np.arange(800)[:, None])
+    for mode in ("connectivity", "distance"):
+        assert (mih.kneighbors_graph(mode=mode) != brute.kneighbors_graph(mode=mode)).nnz == 0
+        assert (mih.radius_neighbors_graph(mode=mode) != brute.radius_neighbors_graph(mode=mode)).nnz == 0
+
+
+@pytest.mark.parametrize("n_bytes", [1, 8, 16, 64])
+@pytest.mark.parametrize("kind", ["uniform", "clustered", "equal"])
+def test_mih_radius_search_matches_the_scan(n_bytes, kind):
+    rng = np.random.default_rng(n_bytes)
+    db = _database(kind, 1200, n_bytes, rng)
+    queries = np.concatenate([_database(kind, 10, n_bytes, rng), db[:10]])
+    mih = HammingNeighbors(algorithm="mih").fit(db)
+    brute = HammingNeighbors(algorithm="brute").fit(db)
+    for radius in (0, 1, 2 * n_bytes, 4 * n_bytes):
+        for sort_results in (False, True):
+            _assert_same(mih.radius_neighbors(queries, radius, sort_results=sort_results),
+                         brute.radius_neighbors(queries, radius, sort_results=sort_results))
+    _assert_same(mih.radius_neighbors(radius=3), brute.radius_neighbors(radius=3))
+
+
+def test_k_larger_than_the_database_is_refused_as_by_the_scan():
+    db = _database("uniform", 50, 8, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="n_neighbors=51 is larger than the 50 codes"):
+        HammingNeighbors(algorithm="mih").fit(db).kneighbors(db[:2], 51)
+    dist, ind = HammingNeighbors(algorithm="mih").fit(db).kneighbors(db[:2], 50)
+    _assert_same((dist, ind), _reference(db[:2], db, 50))
+
+
+def test_auto_gives_the_scans_results_on_codes_where_either_method_wins():
+    rng = np.random.default_rng(1)
+    for kind in ("uniform", "clustered"):
+        db = _database(kind, 2**17 + 100, 8, rng)
+        queries = np.concatenate([_database(kind, 40, 8, rng), db[:40]])
+        auto = HammingNeighbors(n_neighbors=20, radius=6).fit(db)  # algorithm="auto"
+        assert auto.n_substrings_ is not None  # tables are built from 2**17 codes
+        brute = HammingNeighbors(n_neighbors=20, radius=6, algorithm="brute").fit(db)
+        _assert_same(auto.kneighbors(queries), brute.kneighbors(queries))
+        _assert_same(auto.radius_neighbors(queries), brute.radius_neighbors(queries))
+
+
+def test_a_query_over_its_work_budget_is_reported_not_answered():
+    rng = np.random.default_rng(2)
+    db = _database("uniform", 5000, 8, rng)
+    words = pack_words(db)
+    index = build_multi_index(words, 64, 5)
+    # 32 bits from a code, so no query is proven in its first round (the budget is checked
+    # between rounds).
+    queries = pack_words(db[:8] ^ np.uint8(0x0F)).T
+    _, _, free = mih_knn(words, index, queries, 5)
+    dist, ind, capped = mih_knn(words, index, queries, 5, budget=1)
+    assert np.all(free > 1) and np.all(capped == -1)
+    dist, ind, work = mih_knn(words, index, queries, 5, budget=int(free.max()))
+    np.testing.assert_array_equal(work, free)
+    _assert_same((dist, ind), _reference(db[:8] ^ np.uint8(0x0F), db, 5))
+
+
+def test_substrings_wider_than_the_tables_allow_are_refused():
+    db = _database("uniform", 100, 8, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="n_substrings=2 cuts 64-bit codes into substrings of 32 bits"):
+        HammingNeighbors(algorithm="mih", n_substrings=2).fit(db)
+    with pytest.raises(ValueError, match="algorithm='mih' needs backend='numba'"):
+        HammingNeighbors(algorithm="mih", backend="numpy").fit(db)
+
+
+@pytest.mark.parametrize("n_bytes", [8, 16])
+@pytest.mark.parametrize("algorithm", ["mih", "brute"])
+def test_partial_fit_equals_a_fit_on_all_codes(n_bytes, algorithm):
+    rng = np.random.default_rng(3)
+    db = _database("clustered", 3000, n_bytes, rng)
+    queries = _database("clustered", 25, n_bytes, rng)
+    # The tables keep the substrings chosen at the first fit ("auto" would choose from
+    # 1,000 codes there, from 3,000 here): fix them to compare the tables.
+    params = dict(algorithm=algorithm, n_neighbors=15, radius=n_bytes, n_substrings=n_bytes // 2)
+    grown = HammingNeighbors(**params)
+    for part in np.array_split(db, [1000, 1001, 2500]):
+        grown.partial_fit(part)
+    whole = HammingNeighbors(**params).fit(db)
+    assert grown.n_samples_fit_ == 3000 and grown.n_substrings_ == whole.n_substrings_
+    _assert_same(grown.kneighbors(queries), whole.kneighbors(queries))
+    _assert_same(grown.radius_neighbors(queries), whole.radius_neighbors(queries))
+    if algorithm == "mih":
+        for name in ("offsets", "rows"):  # the merged tables are the tables of all codes
+            np.testing.assert_array_equal(getattr(grown._mih, name), getattr(whole._mih, name))
+    with pytest.raises(ValueError, match=f"{n_bytes} bytes .* were expected"):
+        grown.partial_fit(db[:3, :4])
+
+
+@pytest.mark.parametrize("n_bytes", [8, 16])
+def test_saved_index_opens_memory_mapped_with_the_same_neighbours(tmp_path, n_bytes):
+    rng = np.random.default_rng(4)
+    db = _database("clustered", 4000, n_bytes, rng)
+    queries = _database("clustered", 30, n_bytes, rng)
+    nn = HammingNeighbors(algorithm="mih", n_neighbors=9, n_substrings=n_bytes // 2).fit(db)
+    nn.save_index(tmp_path / "index")
+    loaded = HammingNeighbors.load_index(tmp_path / "index")
+    assert loaded.get_params() == nn.get_params() and loaded.n_substrings_ == n_bytes // 2
+    assert isinstance(loaded._fit_X, np.memmap) and isinstance(loaded._mih.rows, np.memmap)
+    _assert_same(loaded.kneighbors(queries), nn.kneighbors(queries))
+    _assert_same(loaded.radius_neighbors(queries, 10), nn.radius_neighbors(queries, 10))
+    in_memory = HammingNeighbors.load_index(tmp_path / "index", mmap=False)
+    assert not isinstance(in_memory._mih.rows, np.memmap)
+    _assert_same(in_memory.kneighbors(queries), nn.kneighbors(queries))
+    loaded.partial_fit(db[:10])  # a mapped index grows in memory; the files stay as they were
+    _assert_same(HammingNeighbors.load_index(tmp_path / "index").kneighbors(queries), nn.kneighbors(queries))
+    with pytest.raises(FileNotFoundError):
+        HammingNeighbors.load_index(tmp_path / "missing")
+
+
+def test_a_read_only_database_is_not_copied(tmp_path):
+    rng = np.random.default_rng(5)
+    db = _database("clustered", 3000, 8, rng)
+    np.save(tmp_path / "codes.npy", db)
+    mapped = np.load(tmp_path / "codes.npy", mmap_mode="r")
+    nn = HammingNeighbors(algorithm="mih").fit(mapped)
+    # 64-bit codes: the codes and the scan layout are the file's pages, no copy in memory.
+    assert np.shares_memory(nn._fit_X, mapped) and np.shares_memory(nn._index, mapped)
+    _assert_same(nn.kneighbors(db[:20]), _reference(db[:20], db, 5))
+    writeable = db.copy()
+    fitted = HammingNeighbors().fit(writeable)
+    assert not np.shares_memory(fitted._fit_X, writeable)  # a writeable array is copied
