@@ -164,9 +164,9 @@ def test_nothing_is_fetched(digits, tmp_path, monkeypatch):
     load(tmp_path / "m.safetensors").transform(X[:5])
 
 
-def test_writes_nothing_outside_the_paths_given(tmp_path):
-    """A whole session (fit, encode, search, save, load) in a fresh process leaves no file
-    in the package, the working directory or HOME; only the file it was told to write."""
+def _session_in_fresh_process(tmp_path, script, **env_vars):
+    """Run ``script`` in a fresh process with HOME and the working directory under tmp_path;
+    return the files left in the package (new ones), the working directory and HOME."""
     import os
     import subprocess
     import sys
@@ -178,27 +178,56 @@ def test_writes_nothing_outside_the_paths_given(tmp_path):
         return {p for p in root.rglob("*") if p.is_file() and p.suffix != ".pyc"}
 
     home, work = tmp_path / "home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
+    home.mkdir(exist_ok=True)
+    work.mkdir(exist_ok=True)
     before = snapshot(package)
-    script = (
-        "import numpy as np, sortedhash as sh\n"
-        "X = np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32)\n"
-        "m = sh.NSHTransformer(n_bits=16, max_epochs=1, hidden_sizes=(16,), batch_size=32, n_positives=2).fit(X)\n"
-        "c = m.transform(X)\n"
-        "sh.HammingNeighbors(n_neighbors=3).fit(c).kneighbors(c[:5])\n"
-        f"sh.save(m, {str(tmp_path / 'model.safetensors')!r})\n"
-        f"sh.load({str(tmp_path / 'model.safetensors')!r}).transform(X[:3])\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_CACHE_DIR", "SORTEDHASH_CACHE_DIR", "XDG_CACHE_HOME")}
     # CUDA hidden: on an H100 a file appeared under HOME that the package does not write (it
     # reads no HOME and picks no path); the CUDA stack keeps kernel caches there.
-    env.update(HOME=str(home), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    subprocess.run([sys.executable, "-c", script], cwd=work, env=env, check=True, timeout=300)
-    assert snapshot(package) == before
-    left = sorted(str(p.relative_to(tmp_path)) for root in (work, home) for p in root.rglob("*"))
-    assert not left, f"files left behind: {left}"
+    env.update(HOME=str(home), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", **env_vars)
+    out = subprocess.run([sys.executable, "-c", script], cwd=work, env=env, check=True, timeout=300,
+                         capture_output=True, text=True)
+    left = sorted(str(p.relative_to(tmp_path)) for root in (work, home) for p in root.rglob("*") if p.is_file())
+    return snapshot(package) - before, left, out.stdout
+
+
+_SESSION = """
+import numpy as np, sortedhash as sh
+X = np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32)
+m = sh.NSHTransformer(n_bits=16, max_epochs=1, hidden_sizes=(16,), batch_size=32, n_positives=2).fit(X)
+c = m.transform(X)
+sh.HammingNeighbors(n_neighbors=3).fit(c).kneighbors(c[:5])
+sh.HammingNeighbors(n_neighbors=3, algorithm="mih").fit(c).kneighbors(c[:5])
+sh.save(m, {model!r})
+sh.load({model!r}).transform(X[:3])
+from sortedhash.neighbors._kernels import _knn
+print(sum(_knn.stats.cache_hits.values()), sum(_knn.stats.cache_misses.values()))
+"""
+
+
+def test_writes_nothing_outside_the_paths_given_but_the_kernel_cache(tmp_path):
+    """A whole session (fit, encode, search, save, load) in a fresh process leaves no file
+    in the package or the working directory, and in HOME only the compiled kernels'
+    cache, which the next process reads instead of compiling."""
+    script = _SESSION.format(model=str(tmp_path / "model.safetensors"))
+    new_in_package, left, out = _session_in_fresh_process(tmp_path, script)
+    assert not new_in_package
+    assert left and all(path.startswith("home/.cache/sortedhash/") for path in left), left
+    assert out.split() == ["0", "1"]  # compiled, and written to the cache
+    _, left_again, out = _session_in_fresh_process(tmp_path, script)
+    assert out.split() == ["1", "0"]  # read back from the cache
     assert {p.name for p in tmp_path.iterdir()} == {"home", "work", "model.safetensors"}
+
+
+def test_kernel_cache_can_be_moved_or_switched_off(tmp_path):
+    script = _SESSION.format(model=str(tmp_path / "model.safetensors"))
+    _, left, out = _session_in_fresh_process(tmp_path, script, SORTEDHASH_CACHE_DIR="off")
+    assert not left and out.split() == ["0", "1"]
+    cache = tmp_path / "kernels"
+    _, left, _ = _session_in_fresh_process(tmp_path, script, SORTEDHASH_CACHE_DIR=str(cache))
+    assert not left and any(cache.rglob("*.nbi"))
+    assert {p.name for p in tmp_path.iterdir()} == {"home", "work", "kernels", "model.safetensors"}
 
 
 def _round_trip(model, tmp_path, name="model"):

@@ -15,20 +15,15 @@ Radius search runs the same distance pass twice: once to count each query's rows
 radius (which sizes the output), once to write them, in index order, at their offsets.
 """
 
-import os
-
 import numba
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
-__all__ = ["pack_words", "knn_search", "radius_search"]
+from ._jit import njit
 
-# numba's on-disk cache would write into the installed package; cache compiled kernels only
-# where the user asks for it, with numba's own NUMBA_CACHE_DIR. Otherwise a process compiles
-# them on first use (a few seconds).
-_CACHE = bool(os.environ.get("NUMBA_CACHE_DIR"))
+__all__ = ["pack_words", "knn_search", "radius_search"]
 
 _DB_BLOCK = 2048  # rows per block: the block of words stays in L1/L2 across a query chunk
 _NARROW_BLOCK = 512  # rows per block for codes of up to two words (see _block_rows)
@@ -56,7 +51,7 @@ def pack_words(codes):
     return np.ascontiguousarray(padded.view("<u8").T)
 
 
-@numba.njit(cache=_CACHE, nogil=True, inline="always")
+@njit(nogil=True, inline="always")
 def _block_rows(n_words):
     """Rows per database block (at most ``_DB_BLOCK``, the size of the buffers). Up to two
     words (128 bits) a row the distances are cheap and the per-block selection dominates:
@@ -65,7 +60,7 @@ def _block_rows(n_words):
     return _NARROW_BLOCK if n_words <= 2 else _DB_BLOCK
 
 
-@numba.njit(cache=_CACHE, nogil=True, inline="always")
+@njit(nogil=True, inline="always")
 def _block_distances(db, query, r0, r1, dist):
     """dist[j] = Hamming(query, row r0 + j) for the block [r0, r1): branch-free loops the
     compiler vectorises, up to four words fused per pass so each row is read once."""
@@ -110,7 +105,7 @@ def _block_distances(db, query, r0, r1, dist):
         first = False
 
 
-@numba.njit(cache=_CACHE, nogil=True)
+@njit(nogil=True)
 def _compact(buf_d, buf_i, size, hist, k, t):
     """Keep the entries that can still be in the top k: d < t, and the first ones at d == t."""
     keep_at_t = k
@@ -132,7 +127,7 @@ def _compact(buf_d, buf_i, size, hist, k, t):
     return out
 
 
-@numba.njit(cache=_CACHE, nogil=True)
+@njit(nogil=True)
 def _kth(hist, k):
     """Smallest t with at least k accepted distances <= t (len(hist) when fewer than k)."""
     total = 0
@@ -143,7 +138,7 @@ def _kth(hist, k):
     return hist.shape[0]
 
 
-@numba.njit(parallel=True, cache=_CACHE, nogil=True)
+@njit(parallel=True, nogil=True)
 def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
     n_words, n_rows = db.shape
     n_queries = queries.shape[0]
@@ -265,7 +260,7 @@ def _with_threads(n_threads, kernel, *args):
         numba.set_num_threads(previous)
 
 
-@numba.njit(parallel=True, cache=_CACHE, nogil=True)
+@njit(parallel=True, nogil=True)
 def _radius_count(db, queries, radius, exclude, counts):
     n_words, n_rows = db.shape
     n_queries = queries.shape[0]
@@ -287,7 +282,7 @@ def _radius_count(db, queries, radius, exclude, counts):
                 counts[q] += found
 
 
-@numba.njit(parallel=True, cache=_CACHE, nogil=True)
+@njit(parallel=True, nogil=True)
 def _radius_fill(db, queries, radius, exclude, offsets, out_idx, out_dist):
     n_words, n_rows = db.shape
     n_queries = queries.shape[0]
@@ -311,7 +306,7 @@ def _radius_fill(db, queries, radius, exclude, offsets, out_idx, out_dist):
                 pos[q - q0] = p
 
 
-@numba.njit(parallel=True, cache=_CACHE, nogil=True)
+@njit(parallel=True, nogil=True)
 def _sort_by_distance(offsets, idx, dist, max_distance):
     """Stable counting sort of each query's segment by distance (segments are in index order)."""
     for q in prange(offsets.shape[0] - 1):

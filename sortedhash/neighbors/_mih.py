@@ -19,11 +19,11 @@ costs no memory and little time.
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
-from ._kernels import _CACHE, _popcount, _sort_by_distance, _with_threads
+from ._jit import njit
+from ._kernels import _popcount, _sort_by_distance, _with_threads
 
 __all__ = ["MultiIndex", "build_multi_index", "extend_multi_index", "auto_n_substrings", "mih_knn", "mih_radius", "mih_work",
            "probe_count"]
@@ -42,10 +42,11 @@ def auto_n_substrings(n_samples, n_bits):
 
 def mih_work(n_bits):
     """Codes a scan compares in the time MIH spends on one unit of work (a bucket probe or
-    a candidate checked), measured on this project's machines (one thread): about 80 at
-    64 bits. Wider codes make the scan dearer per code and MIH's checks dearer per
-    candidate, about equally."""
-    return 80
+    a candidate checked), measured on this project's machines (one thread): 90 to 150 at
+    64 bits, the upper end taken so that "auto" prefers the scan when in doubt. Wider
+    codes make the scan dearer per code and MIH's checks dearer per candidate, about
+    equally."""
+    return 150
 
 
 def probe_count(index, radius):
@@ -130,7 +131,7 @@ def extend_multi_index(index, words, n_old):
     return MultiIndex(index.starts, index.lengths, index.table_starts, offsets.astype(index.offsets.dtype), rows)
 
 
-@numba.njit(cache=_CACHE, nogil=True)
+@njit(nogil=True)
 def _merge_table(old_offsets, old_rows, new_offsets, new_rows, shift, out):
     p = 0
     for key in range(old_offsets.shape[0] - 1):
@@ -142,7 +143,7 @@ def _merge_table(old_offsets, old_rows, new_offsets, new_rows, shift, out):
             p += 1
 
 
-@numba.njit(cache=_CACHE, nogil=True, inline="always")
+@njit(nogil=True, inline="always")
 def _substring(x, start, length):
     """Bits [start, start + length) of the words x (little-endian, length <= 32), as uint64.
 
@@ -156,7 +157,7 @@ def _substring(x, start, length):
     return v & ((np.uint64(1) << np.uint64(length)) - np.uint64(1))
 
 
-@numba.njit(cache=_CACHE, nogil=True)
+@njit(nogil=True)
 def _fill_table(words, start, length, offsets, rows):
     """Counting sort of the rows by substring key: stable, so index order within a key."""
     n_rows = words.shape[1]
@@ -177,7 +178,7 @@ def _fill_table(words, start, length, offsets, rows):
         counts[keys[i]] += 1
 
 
-@numba.njit(cache=_CACHE, nogil=True, inline="always")
+@njit(nogil=True, inline="always")
 def _owned_distance(x, starts, lengths, table, s):
     """Full distance of a candidate whose XOR with the query is ``x``, if this probe
     (table, substring radius s) is the first to reach it, else -1 (it was or will be
@@ -194,14 +195,15 @@ def _owned_distance(x, starts, lengths, table, s):
     return total
 
 
-@numba.njit(cache=_CACHE, nogil=True)
-def _probe_round(db, query, qkeys, index_arrays, binomials, s, mode, exclude, limit, state, buf, pos):
+@njit(nogil=True)
+def _probe_round(db, query, qkeys, index_arrays, binomials, s, mode, exclude, limit, state, buf, pos, budget):
     """Visit every code first reached at substring radius ``s``.
 
     mode 0 (k-NN): push (distance << 32 | row) below the current k-th key ``state[1]`` into
     buf, keeping the ``limit`` smallest. mode 1 (radius count): count rows within ``limit``;
     mode 2 (radius fill): also write (row << 16 | distance) at ``buf[pos + count]``.
-    ``state`` = [size or count, k-th key, work].
+    ``state`` = [size or count, k-th key, work]. Stops early once the work exceeds
+    ``budget`` (the round is then incomplete).
 
     Keys, bucket bounds, row numbers and codes are each loaded in batches: independent
     loads overlap their cache misses, which a loop that branches on each one in turn
@@ -251,6 +253,8 @@ def _probe_round(db, query, qkeys, index_arrays, binomials, s, mode, exclude, li
                         keys[n_batch] = key_i
                         n_batch += 1
                     key_i += 1
+            if state[2] > budget:
+                return
             for t in range(n_batch):
                 lo[t] = np.int64(offsets[base + keys[t]])
                 hi[t] = np.int64(offsets[base + keys[t] + 1])
@@ -266,7 +270,7 @@ def _probe_round(db, query, qkeys, index_arrays, binomials, s, mode, exclude, li
         _visit(db, query, cand, n_cand, xors, starts, lengths, j, s, mode, exclude, limit, state, buf, pos)
 
 
-@numba.njit(cache=_CACHE, nogil=True, inline="always")
+@njit(nogil=True, inline="always")
 def _visit(db, query, cand, n_cand, xors, starts, lengths, table, s, mode, exclude, limit, state, buf, pos):
     """Check a batch of candidates reached by table ``table`` at substring radius ``s``."""
     for c in range(n_cand):
@@ -293,7 +297,7 @@ def _visit(db, query, cand, n_cand, xors, starts, lengths, table, s, mode, exclu
             state[0] += 1
 
 
-@numba.njit(cache=_CACHE, nogil=True)
+@njit(nogil=True)
 def _truncate(buf, state, k):
     """Keep the k smallest (distance, row) items of the buffer, sorted; update the k-th key."""
     kept = np.sort(buf[: state[0]])[:k]
@@ -303,7 +307,7 @@ def _truncate(buf, state, k):
         state[1] = kept[k - 1]
 
 
-@numba.njit(cache=_CACHE, nogil=True, inline="always")
+@njit(nogil=True, inline="always")
 def _query_keys(query, starts, lengths, out):
     x = np.zeros(query.shape[0] + 1, dtype=np.uint64)
     x[:-1] = query
@@ -311,7 +315,7 @@ def _query_keys(query, starts, lengths, out):
         out[j] = np.int64(_substring(x, starts[j], lengths[j]))
 
 
-@numba.njit(parallel=True, cache=_CACHE, nogil=True)
+@njit(parallel=True, nogil=True)
 def _knn(db, queries, k, index_arrays, binomials, exclude, budget, out_dist, out_idx, work):
     starts, lengths = index_arrays[0], index_arrays[1]
     m = starts.shape[0]
@@ -324,19 +328,20 @@ def _knn(db, queries, k, index_arrays, binomials, exclude, budget, out_dist, out
         state = np.array([0, _NO_KEY, 0], dtype=np.int64)
         done = False
         for s in range(max_length + 1):
-            _probe_round(db, query, qkeys, index_arrays, binomials, s, 0, exclude[q], k, state, buf, 0)
+            _probe_round(db, query, qkeys, index_arrays, binomials, s, 0, exclude[q], k, state, buf, 0, budget)
+            if state[2] > budget:
+                break  # the round may be incomplete: give up
             _truncate(buf, state, k)
             if state[0] == k and (state[1] >> 32) <= m * (s + 1) - 1:
                 done = True
-            if done or state[2] > budget:
                 break
         work[q] = state[2]
-        if state[0] == k and (done or state[2] <= budget):
+        if done:
             for i in range(k):
                 out_dist[q, i] = buf[i] >> 32
                 out_idx[q, i] = buf[i] & 0xFFFFFFFF
         else:
-            work[q] = -1  # over budget (or fewer than k codes seen): the caller scans instead
+            work[q] = -1  # over budget: the caller scans instead
 
 
 def _binomials(n):
@@ -387,7 +392,7 @@ def mih_knn(db_words, index, query_words, k, exclude=None, budget=None, n_thread
     return out_dist, out_idx, work
 
 
-@numba.njit(parallel=True, cache=_CACHE, nogil=True)
+@njit(parallel=True, nogil=True)
 def _radius(db, queries, radius, index_arrays, binomials, exclude, offsets, buf, fill):
     starts, lengths = index_arrays[0], index_arrays[1]
     m = starts.shape[0]
@@ -399,7 +404,7 @@ def _radius(db, queries, radius, index_arrays, binomials, exclude, offsets, buf,
         state = np.zeros(3, dtype=np.int64)
         for s in range(rounds + 1):
             _probe_round(db, query, qkeys, index_arrays, binomials, s, 2 if fill else 1, exclude[q], radius,
-                         state, buf, offsets[q])
+                         state, buf, offsets[q], _NO_KEY)
         if fill:
             # Probes reach rows in no particular order: index order, as the scan returns them.
             buf[offsets[q]:offsets[q + 1]].sort()
