@@ -1,6 +1,7 @@
 """HammingNeighbors: exact nearest neighbours over packed binary codes."""
 
 import json
+import time
 from numbers import Integral
 from pathlib import Path
 
@@ -25,11 +26,9 @@ __all__ = ["HammingNeighbors"]
 # O(query chunk x _DB_CHUNK) whatever the database size.
 _DB_CHUNK = 1 << 16
 _QUERY_CHUNK = 256
-# algorithm="auto": tables built from this many codes; queries sampled first; the share of
-# sampled queries that may overrun their MIH budget before the rest are scanned.
+# algorithm="auto": tables built from this many codes; queries timed both ways first.
 _AUTO_MIH_MIN = 2**17
 _AUTO_SAMPLE = 32
-_AUTO_MAX_OVERRUN = 0.25
 _INDEX_FORMAT = "sortedhash.HammingNeighbors.index/1"
 
 
@@ -66,8 +65,9 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
           learned codes of large collections; costs tables of about
           ``4 * n_substrings`` bytes a code.
         - ``"auto"``: the tables are built when ``n_samples >= 2**17``; each k-NN call
-          runs a sample of its queries through them with a work budget and scans
-          instead when they would cost more; queries that overrun the budget are scanned.
+          times a sample of its queries both ways and sends the rest the faster way
+          (radius queries: by the number of buckets to probe). MIH queries that overrun a
+          work budget of a few scans are scanned instead.
 
         The numpy and faiss backends always scan.
     n_substrings : int or "auto", default="auto"
@@ -354,36 +354,41 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         return self._auto_knn(query_words, k, exclude)
 
     def _auto_knn(self, query_words, k, exclude):
-        """MIH where it is cheaper than the scan, the scan elsewhere (same results).
+        """MIH where it is faster than the scan, the scan elsewhere (same results).
 
-        A query's MIH work (bucket probes + candidates checked) is capped at what a scan
-        of the whole database costs. A sample of the queries goes first: if too many of
-        them overrun, the rest are scanned at once; otherwise they run through MIH, and
-        those that overrun are scanned. The overhead is bounded by the sample.
+        A query's MIH work (bucket probes + candidates checked) is capped at a few scans'
+        worth; queries that overrun are scanned. A sample of the queries is timed both
+        ways, and the rest take the faster way. The overhead is bounded by the sample.
         """
         n_queries = len(query_words)
         if exclude is None:
             exclude = np.full(n_queries, -1, dtype=np.int64)
-        budget = self.n_samples_fit_ // mih_work(self.n_bits_)
-        dist = np.empty((n_queries, k), dtype=np.int64)
-        ind = np.empty((n_queries, k), dtype=np.int64)
-        sample = min(n_queries, _AUTO_SAMPLE)
-        done = np.zeros(n_queries, dtype=bool)
-        for part in (slice(0, sample), slice(sample, n_queries)):
-            if part.start == part.stop:
-                continue
+        budget = max(1, 2 * self.n_samples_fit_ // mih_work(self.n_bits_))
+
+        def by_mih(part):
             d, i, work = mih_knn(self._index, self._mih, query_words[part], k, exclude[part], budget,
                                  self._threads)
-            kept = work >= 0
-            dist[part][kept], ind[part][kept] = d[kept], i[kept]
-            done[part] = kept
-            if part.start == 0 and np.mean(work < 0) > _AUTO_MAX_OVERRUN:
-                break  # MIH does not pay on these codes: scan the rest
-        rest = np.flatnonzero(~done)
-        if len(rest):
-            dist[rest], ind[rest] = knn_search(self._index, query_words[rest], k, self.n_bits_, exclude[rest],
-                                               self._threads)
-        return dist, ind
+            over = np.flatnonzero(work < 0)
+            if len(over):
+                rows = np.arange(n_queries)[part][over]
+                d[over], i[over] = knn_search(self._index, query_words[rows], k, self.n_bits_, exclude[rows],
+                                              self._threads)
+            return d, i
+
+        def by_scan(part):
+            return knn_search(self._index, query_words[part], k, self.n_bits_, exclude[part], self._threads)
+
+        if n_queries <= _AUTO_SAMPLE:
+            return by_mih(slice(None))
+        sample, rest = slice(0, _AUTO_SAMPLE), slice(_AUTO_SAMPLE, None)
+        by_mih(slice(0, 1)), by_scan(slice(0, 1))  # load (or compile) both kernels before timing
+        start = time.perf_counter()
+        by_mih(sample)
+        middle = time.perf_counter()
+        dist, ind = by_scan(sample)
+        faster = by_mih if middle - start < time.perf_counter() - middle else by_scan
+        rest_dist, rest_ind = faster(rest)
+        return np.concatenate([dist, rest_dist]), np.concatenate([ind, rest_ind])
 
     def _numpy_knn(self, queries, k, exclude):
         dist = np.empty((len(queries), k), dtype=np.int64)

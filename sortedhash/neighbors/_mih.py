@@ -8,8 +8,9 @@ substring j to the rows that hold it: a dense CSR table, ``offsets`` of length
 Pigeonhole: a code within distance r of a query is within ``r // m`` of it on at least one
 substring. A k-NN query therefore probes every table at substring radius s = 0, 1, ...;
 after round s every code within ``m * (s + 1) - 1`` of the query has been seen, so the search
-stops once its k-th distance is at most that bound. Every code at the k-th distance has
-been seen by then too, so ties by index come out exact.
+stops once its k-th distance is at most that bound; checked after each table, since after
+tables 0..j at radius s every code within ``m * s + j`` has been seen. Every code at the k-th
+distance has been seen by then too, so ties by index come out exact.
 
 A code reachable from several probes is counted at the first one only: the smallest s, then
 the smallest table, i.e. where its substring distance is the smallest of its substrings.
@@ -43,10 +44,9 @@ def auto_n_substrings(n_samples, n_bits):
 def mih_work(n_bits):
     """Codes a scan compares in the time MIH spends on one unit of work (a bucket probe or
     a candidate checked), measured on this project's machines (one thread): 90 to 150 at
-    64 bits, the upper end taken so that "auto" prefers the scan when in doubt. Wider
-    codes make the scan dearer per code and MIH's checks dearer per candidate, about
-    equally."""
-    return 150
+    64 bits. Wider codes make the scan dearer per code and MIH's checks dearer per
+    candidate, about equally."""
+    return 120
 
 
 def probe_count(index, radius):
@@ -202,8 +202,9 @@ def _probe_round(db, query, qkeys, index_arrays, binomials, s, mode, exclude, li
     mode 0 (k-NN): push (distance << 32 | row) below the current k-th key ``state[1]`` into
     buf, keeping the ``limit`` smallest. mode 1 (radius count): count rows within ``limit``;
     mode 2 (radius fill): also write (row << 16 | distance) at ``buf[pos + count]``.
-    ``state`` = [size or count, k-th key, work]. Stops early once the work exceeds
-    ``budget`` (the round is then incomplete).
+    ``state`` = [size or count, k-th key, work, done]. Stops early once the work exceeds
+    ``budget`` (the round is then incomplete), or in mode 0 once the k-th distance is proven
+    (``done`` set to 1).
 
     Keys, bucket bounds, row numbers and codes are each loaded in batches: independent
     loads overlap their cache misses, which a loop that branches on each one in turn
@@ -268,6 +269,14 @@ def _probe_round(db, query, qkeys, index_arrays, binomials, s, mode, exclude, li
                                buf, pos)
                         n_cand = 0
         _visit(db, query, cand, n_cand, xors, starts, lengths, j, s, mode, exclude, limit, state, buf, pos)
+        if mode == 0:
+            # Tables 0..j probed at radius s (and all at radius < s): an unseen code differs
+            # by >= s + 1 bits on those substrings and >= s on the others, so every code
+            # within m s + j has been seen. Stop once the k-th distance is within that.
+            _truncate(buf, state, limit)
+            if state[0] == limit and (state[1] >> 32) <= starts.shape[0] * s + j:
+                state[3] = 1
+                return
 
 
 @njit(nogil=True, inline="always")
@@ -325,18 +334,13 @@ def _knn(db, queries, k, index_arrays, binomials, exclude, budget, out_dist, out
         qkeys = np.empty(m, dtype=np.int64)
         _query_keys(query, starts, lengths, qkeys)
         buf = np.empty(4 * k + 64, dtype=np.int64)
-        state = np.array([0, _NO_KEY, 0], dtype=np.int64)
-        done = False
+        state = np.array([0, _NO_KEY, 0, 0], dtype=np.int64)
         for s in range(max_length + 1):
             _probe_round(db, query, qkeys, index_arrays, binomials, s, 0, exclude[q], k, state, buf, 0, budget)
-            if state[2] > budget:
-                break  # the round may be incomplete: give up
-            _truncate(buf, state, k)
-            if state[0] == k and (state[1] >> 32) <= m * (s + 1) - 1:
-                done = True
+            if state[3] == 1 or state[2] > budget:
                 break
         work[q] = state[2]
-        if done:
+        if state[3] == 1:
             for i in range(k):
                 out_dist[q, i] = buf[i] >> 32
                 out_idx[q, i] = buf[i] & 0xFFFFFFFF
@@ -401,7 +405,7 @@ def _radius(db, queries, radius, index_arrays, binomials, exclude, offsets, buf,
         query = queries[q]
         qkeys = np.empty(m, dtype=np.int64)
         _query_keys(query, starts, lengths, qkeys)
-        state = np.zeros(3, dtype=np.int64)
+        state = np.zeros(4, dtype=np.int64)
         for s in range(rounds + 1):
             _probe_round(db, query, qkeys, index_arrays, binomials, s, 2 if fill else 1, exclude[q], radius,
                          state, buf, offsets[q], _NO_KEY)
