@@ -131,3 +131,20 @@ def test_rerank_speed_runs_every_method_against_exact_search(tmp_path):
     with open(tmp_path / "rows.csv") as f:
         assert len(list(csv.DictReader(f))) == len(table)
     assert (tmp_path / "recall_qps.png").exists()
+
+
+def test_search_scale_checks_every_method_against_the_scan(tmp_path):
+    """The benchmark runs end to end (learned codes of digits, uniform codes) and its
+    exactness checks hold: MIH, auto and faiss's flat index agree with the scan."""
+    pytest.importorskip("faiss")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "search_scale.py"), "--dataset", "digits", "--workdir",
+           str(tmp_path), "--sizes", "140000", "--queries", "40", "--epochs", "1", "--k", "5", "--skip-cold-start",
+           "--hnsw-max-rows", "0"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| 140,000")]
+    assert len(rows) == 2  # learned and uniform, k = 5, one thread
+    assert all(row[3].strip() == "5" and float(row[10]) > 0 for row in rows)
+    assert "k-th distance p10/p50/p90, k = 5: real rows" in result.stdout
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["learned_digits_64_140000_5.0.npy",
+                                                            "learned_digits_64_140000_5.0.queries.npy"]

@@ -26,9 +26,11 @@ __all__ = ["HammingNeighbors"]
 # O(query chunk x _DB_CHUNK) whatever the database size.
 _DB_CHUNK = 1 << 16
 _QUERY_CHUNK = 256
-# algorithm="auto": tables built from this many codes; queries timed both ways first.
+# algorithm="auto": tables built from this many codes; queries timed through MIH, and
+# through the scan, before the rest go the faster way.
 _AUTO_MIH_MIN = 2**17
-_AUTO_SAMPLE = 32
+_AUTO_SAMPLE = 16
+_AUTO_SCAN_SAMPLE = 4
 _INDEX_FORMAT = "sortedhash.HammingNeighbors.index/1"
 
 
@@ -357,8 +359,9 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         """MIH where it is faster than the scan, the scan elsewhere (same results).
 
         A query's MIH work (bucket probes + candidates checked) is capped at a few scans'
-        worth; queries that overrun are scanned. A sample of the queries is timed both
-        ways, and the rest take the faster way. The overhead is bounded by the sample.
+        worth; queries that overrun are scanned. The first queries are timed through MIH,
+        a few of them through the scan, and the rest take the faster way: the overhead is
+        those few scans when MIH wins, and the sample's MIH work when it loses.
         """
         n_queries = len(query_words)
         if exclude is None:
@@ -383,11 +386,13 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         sample, rest = slice(0, _AUTO_SAMPLE), slice(_AUTO_SAMPLE, None)
         by_mih(slice(0, 1)), by_scan(slice(0, 1))  # load (or compile) both kernels before timing
         start = time.perf_counter()
-        by_mih(sample)
-        middle = time.perf_counter()
-        dist, ind = by_scan(sample)
-        faster = by_mih if middle - start < time.perf_counter() - middle else by_scan
-        rest_dist, rest_ind = faster(rest)
+        dist, ind = by_mih(sample)
+        mih_time = (time.perf_counter() - start) / _AUTO_SAMPLE
+        # A scan costs about the same for every query: a few queries time it.
+        start = time.perf_counter()
+        by_scan(slice(0, _AUTO_SCAN_SAMPLE))
+        scan_time = (time.perf_counter() - start) / _AUTO_SCAN_SAMPLE
+        rest_dist, rest_ind = (by_mih if mih_time < scan_time else by_scan)(rest)
         return np.concatenate([dist, rest_dist]), np.concatenate([ind, rest_ind])
 
     def _numpy_knn(self, queries, k, exclude):
