@@ -13,10 +13,15 @@ Run: ``python research/hamming_kernel_ab.py --kernels old.py sortedhash/neighbor
 
 import argparse
 import importlib.util
+import os
 import pathlib
 import time
 
 import numpy as np
+
+# Copies of the kernel module are compiled afresh: numba's cache could not load them back
+# (its pickles name a module that cannot be imported), so switch sortedhash's cache off.
+os.environ["SORTEDHASH_CACHE_DIR"] = "off"
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -27,8 +32,11 @@ except ImportError:  # pragma: no cover
 
 
 def load(path):
+    import sortedhash.neighbors  # noqa: F401  (the package each copy's relative imports resolve in)
+
     name = pathlib.Path(path).stem
-    spec = importlib.util.spec_from_file_location(f"kernel_{name}", str(path))
+    # Named inside sortedhash.neighbors, so that a copy's relative imports (._jit) resolve.
+    spec = importlib.util.spec_from_file_location(f"sortedhash.neighbors._ab_{name}", str(path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return name, module

@@ -30,6 +30,7 @@ _QUERY_CHUNK = 256
 # through the scan, before the rest go the faster way.
 _AUTO_MIH_MIN = 2**17
 _AUTO_SAMPLE = 16
+_AUTO_MAX_SAMPLE = 96
 _AUTO_SCAN_SAMPLE = 4
 _INDEX_FORMAT = "sortedhash.HammingNeighbors.index/1"
 
@@ -67,7 +68,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
           learned codes of large collections; costs tables of about
           ``4 * n_substrings`` bytes a code.
         - ``"auto"``: the tables are built when ``n_samples >= 2**17``; each k-NN call
-          times a sample of its queries both ways and sends the rest the faster way
+          times its first queries both ways and sends the rest the faster way
           (radius queries: by the number of buckets to probe). MIH queries that overrun a
           work budget of a few scans are scanned instead.
 
@@ -359,9 +360,10 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         """MIH where it is faster than the scan, the scan elsewhere (same results).
 
         A query's MIH work (bucket probes + candidates checked) is capped at a few scans'
-        worth; queries that overrun are scanned. The first queries are timed through MIH,
-        a few of them through the scan, and the rest take the faster way: the overhead is
-        those few scans when MIH wins, and the sample's MIH work when it loses.
+        worth; queries that overrun are scanned. A few queries are timed through the scan,
+        the first ones (16 to 96, until the choice is clear) through MIH, and the rest take
+        the faster way: the overhead is those few scans when MIH wins, and the sample's MIH
+        work when it loses.
         """
         n_queries = len(query_words)
         if exclude is None:
@@ -383,17 +385,24 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
 
         if n_queries <= _AUTO_SAMPLE:
             return by_mih(slice(None))
-        sample, rest = slice(0, _AUTO_SAMPLE), slice(_AUTO_SAMPLE, None)
         by_mih(slice(0, 1)), by_scan(slice(0, 1))  # load (or compile) both kernels before timing
-        start = time.perf_counter()
-        dist, ind = by_mih(sample)
-        mih_time = (time.perf_counter() - start) / _AUTO_SAMPLE
         # A scan costs about the same for every query: a few queries time it.
         start = time.perf_counter()
         by_scan(slice(0, _AUTO_SCAN_SAMPLE))
         scan_time = (time.perf_counter() - start) / _AUTO_SCAN_SAMPLE
-        rest_dist, rest_ind = (by_mih if mih_time < scan_time else by_scan)(rest)
-        return np.concatenate([dist, rest_dist]), np.concatenate([ind, rest_ind])
+        # MIH's cost varies from query to query: sample until it is clearly faster or
+        # slower than the scan, or until the sample is large enough to choose on its mean.
+        parts, done, mih_time = [], 0, 0.0
+        while done < min(n_queries, _AUTO_MAX_SAMPLE):
+            start = time.perf_counter()
+            parts.append(by_mih(slice(done, done + _AUTO_SAMPLE)))
+            mih_time += time.perf_counter() - start
+            done = min(done + _AUTO_SAMPLE, n_queries)
+            if not 0.7 < mih_time / done / scan_time < 1.4:
+                break
+        if done < n_queries:
+            parts.append((by_mih if mih_time / done < scan_time else by_scan)(slice(done, None)))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _numpy_knn(self, queries, k, exclude):
         dist = np.empty((len(queries), k), dtype=np.int64)
