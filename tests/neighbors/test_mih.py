@@ -136,14 +136,17 @@ def test_substrings_wider_than_the_tables_allow_are_refused():
 
 
 @pytest.mark.parametrize("n_bytes", [8, 16])
-@pytest.mark.parametrize("algorithm", ["mih", "brute"])
-def test_partial_fit_equals_a_fit_on_all_codes(n_bytes, algorithm):
+@pytest.mark.parametrize("algorithm, backend", [("mih", "numba"), ("brute", "numba"), ("brute", "numpy"),
+                                                ("brute", "faiss")])
+def test_partial_fit_equals_a_fit_on_all_codes(n_bytes, algorithm, backend):
+    if backend == "faiss":
+        pytest.importorskip("faiss")
     rng = np.random.default_rng(3)
     db = _database("clustered", 3000, n_bytes, rng)
     queries = _database("clustered", 25, n_bytes, rng)
     # The tables keep the substrings chosen at the first fit ("auto" would choose from
     # 1,000 codes there, from 3,000 here): fix them to compare the tables.
-    params = dict(algorithm=algorithm, n_neighbors=15, radius=n_bytes, n_substrings=n_bytes // 2)
+    params = dict(algorithm=algorithm, backend=backend, n_neighbors=15, radius=n_bytes, n_substrings=n_bytes // 2)
     grown = HammingNeighbors(**params)
     for part in np.array_split(db, [1000, 1001, 2500]):
         grown.partial_fit(part)
