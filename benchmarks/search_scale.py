@@ -28,7 +28,8 @@ fresh process, twice (the second run reads the kernels compiled by the first fro
 The model and the codes are cached under ``--workdir``, so reruns skip training and encoding.
 
 Run: ``python benchmarks/search_scale.py --data ../shared/data --cache DIR --workdir DIR
-[--sizes 1000000 10000000 100000000] [--k 10 100] [--threads 1 2]``.
+[--sizes 1000000 10000000 100000000] [--k 10 100] [--threads 1 2] [--plot qps.png]``;
+``--plot qps.png --from-logs OUT...`` plots the tables of saved outputs.
 """
 
 import argparse
@@ -137,8 +138,46 @@ def kth_percentiles(dist):
     return "/".join(f"{v:.0f}" for v in np.percentile(dist[:, -1], [10, 50, 90]))
 
 
+TABLE_COLUMNS = ("N", "bits", "k", "threads", "mih", "brute", "auto", "faiss flat")
+
+
+def parse_rows(lines, kind=None):
+    """The numeric columns of the printed table rows, with the kind of codes from the headings."""
+    out = []
+    for line in lines:
+        if line.startswith("## "):
+            kind = line.split()[1]
+        elif line.startswith("| ") and line[2].isdigit():
+            cells = [c.strip().replace(",", "") for c in line.strip("|\n").split("|")]
+            out.append(dict(kind=kind, **{name: float(v) for name, v in zip(TABLE_COLUMNS, cells)}))
+    return out
+
+
+def plot(rows, path):
+    """q/s against N, one panel per kind of codes and k, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(r["kind"], int(r["k"])) for r in rows if r["threads"] == 1})
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (kind, k) in zip(axes[0], panels):
+        sel = sorted((r for r in rows if (r["kind"], int(r["k"]), r["threads"]) == (kind, k, 1)),
+                     key=lambda r: r["N"])
+        for method, style in (("mih", "o-"), ("brute", "s-"), ("auto", "x--"), ("faiss flat", "^:")):
+            ax.plot([r["N"] for r in sel], [r[method] for r in sel], style, label=method)
+        ax.set(xscale="log", yscale="log", xlabel="database size N", title=f"{kind} codes, k = {k}")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("queries / s (one thread)")
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def run(args, kind, rows, database, queries, n_real, faiss):
     n_bits = args.bits
+    table = []
     print(f"\n## {kind} codes, N = {rows:,}, {n_bits} bits ({cpu_flags()})", flush=True)
     if n_real:
         real = HammingNeighbors(algorithm="brute").fit(np.asarray(database[:n_real]))
@@ -195,7 +234,10 @@ def run(args, kind, rows, database, queries, n_real, faiss):
                   f"{qps['auto']:,.0f} | {qps['flat']:,.0f} | {qps['mih'] / qps['flat']:.1f} | "
                   f"{qps['auto'] / max(qps['mih'], qps['brute']):.2f} | " + " | ".join(cells)
                   + f" | {rss_gb():.1f} |", flush=True)
+            table.append({"kind": kind, "N": rows, "bits": n_bits, "k": k, "threads": threads, "mih": qps["mih"],
+                          "brute": qps["brute"], "auto": qps["auto"], "faiss flat": qps["flat"]})
     print("built: " + ", ".join(f"{name} {note}" for name, (_, note) in approx.items()))
+    return table
 
 
 def _ivf(faiss, database, n_bits):
@@ -217,7 +259,7 @@ def main():
     parser.add_argument("--dataset", default="newsgroups", choices=["newsgroups", "cifar10", "digits"])
     parser.add_argument("--data", help="folder of the dataset's archives (../shared/data)")
     parser.add_argument("--cache", help="folder for cached features (see retrieval.py)")
-    parser.add_argument("--workdir", required=True, help="folder for the cached codes")
+    parser.add_argument("--workdir", help="folder for the cached model and codes (required to run)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--bits", type=int, default=64)
     parser.add_argument("--k", type=int, nargs="+", default=[10, 100])
@@ -230,18 +272,29 @@ def main():
     parser.add_argument("--database-size", type=int, default=50000)
     parser.add_argument("--train-size", type=int, default=10000)
     parser.add_argument("--skip-cold-start", action="store_true")
+    parser.add_argument("--plot", help="write a plot of q/s against N (PNG) from this run's tables")
+    parser.add_argument("--from-logs", nargs="+", help="only plot (--plot) the tables of these saved outputs")
     args = parser.parse_args()
+    if args.from_logs:
+        lines = [line for path in args.from_logs for line in Path(path).read_text().splitlines()]
+        plot(parse_rows(lines), args.plot)
+        return
+    if not args.workdir:
+        parser.error("--workdir is required")
     os.makedirs(args.workdir, exist_ok=True)
     print(f"CPU flags: {cpu_flags()}, {os.cpu_count()} cores, faiss {faiss.__version__}")
     if not args.skip_cold_start:
         for i, (t_import, t_first) in enumerate(cold_start()):
             print(f"fresh process {i + 1}: import sortedhash {t_import:.2f} s, first kneighbors {t_first:.2f} s")
+    table = []
     for kind in args.kinds:
         for rows in args.sizes:
             make = learned_database if kind == "learned" else uniform_database
             database, queries, n_real = make(args, rows)
-            run(args, kind, rows, database, queries, n_real, faiss)
+            table += run(args, kind, rows, database, queries, n_real, faiss)
             del database
+    if args.plot:
+        plot(table, args.plot)
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ def test_search_scale_checks_every_method_against_the_scan(tmp_path):
     pytest.importorskip("faiss")
     cmd = [sys.executable, str(ROOT / "benchmarks" / "search_scale.py"), "--dataset", "digits", "--workdir",
            str(tmp_path), "--sizes", "140000", "--queries", "40", "--epochs", "1", "--k", "5", "--skip-cold-start",
-           "--hnsw-max-rows", "0"]
+           "--hnsw-max-rows", "0", "--plot", str(tmp_path / "qps.png")]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| 140,000")]
@@ -148,3 +148,8 @@ def test_search_scale_checks_every_method_against_the_scan(tmp_path):
     assert "k-th distance p10/p50/p90, k = 5: real rows" in result.stdout
     assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["learned_digits_64_140000_5.0.npy",
                                                             "learned_digits_64_140000_5.0.queries.npy"]
+    assert (tmp_path / "qps.png").exists()
+    log = tmp_path / "out.txt"
+    log.write_text(result.stdout)
+    parsed = _load_benchmark("search_scale").parse_rows(result.stdout.splitlines())
+    assert [(r["kind"], r["N"], r["k"]) for r in parsed] == [("learned", 140000, 5), ("uniform", 140000, 5)]
