@@ -360,6 +360,11 @@ def _arrays(index):
     return tuple(getattr(index, name) for name in MultiIndex.arrays)
 
 
+def is_compiled():
+    """Whether the k-NN kernel has been compiled (or loaded from the cache) in this process."""
+    return bool(_knn.overloads)
+
+
 def mih_knn(db_words, index, query_words, k, exclude=None, budget=None, n_threads=None):
     """Exact k nearest rows (ties by lower index) through the multi-index.
 
