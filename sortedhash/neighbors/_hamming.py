@@ -31,6 +31,7 @@ _QUERY_CHUNK = 256
 # algorithm="auto": tables built from this many codes; queries timed through MIH, and
 # through the scan, before the rest go the faster way.
 _AUTO_MIH_MIN = 2**17
+_MIH_MAX_ROWS = 2**32  # row numbers in the tables are uint32
 _AUTO_SAMPLE = 16
 _AUTO_MAX_SAMPLE = 96
 _AUTO_SCAN_SAMPLE = 2
@@ -140,7 +141,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         if self.algorithm == "mih" and self.backend != "numba":
             raise ValueError(f"algorithm='mih' needs backend='numba', got backend={self.backend!r}")
         codes = check_codes(X, name="X")
-        if self.algorithm != "brute" and len(codes) >= 2**32:
+        if self.algorithm == "mih" and len(codes) >= _MIH_MAX_ROWS:
             raise ValueError(f"multi-index hashing holds up to 2**32 - 1 codes, X has {len(codes)}: use "
                              "algorithm='brute'")
         if codes.flags.writeable and np.may_share_memory(codes, X):
@@ -176,17 +177,18 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             return self.fit(X)
         codes = check_codes(X, name="X", n_bytes=self.n_features_in_)
         n_old = self.n_samples_fit_
-        if self._mih is not None and n_old + len(codes) >= 2**32:
+        too_many = n_old + len(codes) >= _MIH_MAX_ROWS
+        if self.algorithm == "mih" and too_many:
             raise ValueError("multi-index hashing holds up to 2**32 - 1 codes: use algorithm='brute'")
         self._fit_X = np.concatenate([self._fit_X, codes])
         self.n_samples_fit_ = len(self._fit_X)
         if self.backend == "numba":
             words = (_words(self._fit_X) if self.n_features_in_ == 8
                      else np.concatenate([self._index, pack_words(codes)], axis=1))
-            mih = self._mih
-            if mih is not None:
-                mih = extend_multi_index(mih, words, n_old)
-            elif self.algorithm == "auto" and self.n_samples_fit_ >= _AUTO_MIH_MIN:
+            mih = None  # "auto" scans beyond 2**32 - 1 codes
+            if self._mih is not None and not too_many:
+                mih = extend_multi_index(self._mih, words, n_old)
+            elif self.algorithm == "auto" and _AUTO_MIH_MIN <= self.n_samples_fit_ < _MIH_MAX_ROWS:
                 mih = self._new_multi_index(words)
             self._index, self._mih = words, mih
             self.n_substrings_ = None if mih is None else mih.n_substrings
@@ -267,7 +269,8 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             self._index = _words(self._fit_X) if words is None else words
             if multi_index is not None:
                 self._mih = multi_index
-            elif self.algorithm == "mih" or (self.algorithm == "auto" and self.n_samples_fit_ >= _AUTO_MIH_MIN):
+            elif self.algorithm == "mih" or (self.algorithm == "auto"
+                                             and _AUTO_MIH_MIN <= self.n_samples_fit_ < _MIH_MAX_ROWS):
                 self._mih = self._new_multi_index(self._index)
             if self._mih is not None:
                 self.n_substrings_ = self._mih.n_substrings

@@ -17,7 +17,6 @@ radius (which sizes the output), once to write them, in index order, at their of
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
