@@ -18,9 +18,9 @@ from .._versions import VersionedMixin, check_versions
 from ..bits import check_codes, pairwise_hamming
 from ._kernels import is_compiled as scan_compiled
 from ._kernels import knn_search, pack_words, radius_search
+from ._mih import (SCAN_CODES_PER_WORK, MultiIndex, auto_n_substrings, build_multi_index, extend_multi_index,
+                   mih_knn, mih_radius, probe_count)
 from ._mih import is_compiled as mih_compiled
-from ._mih import (MultiIndex, auto_n_substrings, build_multi_index, extend_multi_index, mih_knn, mih_radius, mih_work,
-                   probe_count)
 
 __all__ = ["HammingNeighbors"]
 
@@ -373,7 +373,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         n_queries = len(query_words)
         if exclude is None:
             exclude = np.full(n_queries, -1, dtype=np.int64)
-        budget = max(1, 2 * self.n_samples_fit_ // mih_work(self.n_bits_))
+        budget = max(1, 2 * self.n_samples_fit_ // SCAN_CODES_PER_WORK)
 
         def by_mih(part):
             d, i, work = mih_knn(self._index, self._mih, query_words[part], k, exclude[part], budget,
@@ -493,7 +493,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             return True
         probes = probe_count(self._mih, radius)
         expected = probes * (1 + self.n_samples_fit_ / 2.0 ** self._mih.lengths.mean())
-        return expected * mih_work(self.n_bits_) < self.n_samples_fit_
+        return expected * SCAN_CODES_PER_WORK < self.n_samples_fit_
 
     def _numpy_radius(self, queries, radius, exclude, sort_results):
         """The reference: same output layout as :func:`radius_search`, from numpy distances."""

@@ -26,8 +26,8 @@ from numba import prange
 from ._jit import njit
 from ._kernels import _popcount, _sort_by_distance, _with_threads
 
-__all__ = ["MultiIndex", "build_multi_index", "extend_multi_index", "auto_n_substrings", "mih_knn", "mih_radius", "mih_work",
-           "probe_count"]
+__all__ = ["MultiIndex", "build_multi_index", "extend_multi_index", "auto_n_substrings", "mih_knn", "mih_radius",
+           "SCAN_CODES_PER_WORK", "probe_count"]
 
 MAX_SUBSTRING_BITS = 30  # tables are dense: 2**L offsets each
 _NO_KEY = np.iinfo(np.int64).max
@@ -41,12 +41,11 @@ def auto_n_substrings(n_samples, n_bits):
     return max(1, -(-n_bits // bits_per_table))
 
 
-def mih_work(n_bits):
-    """Codes a scan compares in the time MIH spends on one unit of work (a bucket probe or
-    a candidate checked), measured on this project's machines (one thread): 90 to 150 at
-    64 bits. Wider codes make the scan dearer per code and MIH's checks dearer per
-    candidate, about equally."""
-    return 120
+# Codes a scan compares in the time MIH spends on one unit of work (a bucket probe or a
+# candidate checked), measured on this project's machines (one thread): 90 to 150 at 64 bits.
+# Wider codes make the scan dearer per code and MIH's checks dearer per candidate, about
+# equally, so one figure serves every width.
+SCAN_CODES_PER_WORK = 120
 
 
 def probe_count(index, radius):
