@@ -22,7 +22,8 @@ For each database, k and thread count, queries per second of ``HammingNeighbors`
 (the share of the exact k neighbours' distances they match, ties counted as found); the
 ratio of each to ``IndexBinaryFlat``; MIH's index size (against the codes) and build time;
 the process's peak RSS. HNSW is built only up to ``--hnsw-max-rows`` rows (its build takes
-hours at 100M), MultiHash searched only up to ``--multihash-max-rows`` (45 q/s at 10M). Before anything else: ``import sortedhash`` and the first ``kneighbors`` in a
+hours at 100M), MultiHash searched only up to ``--multihash-max-rows`` (45 q/s at 10M).
+Before anything else: ``import sortedhash`` and the first ``kneighbors`` in a
 fresh process, twice (the second run reads the kernels compiled by the first from the cache).
 
 The model and the codes are cached under ``--workdir``, so reruns skip training and encoding.
