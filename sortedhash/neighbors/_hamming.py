@@ -146,9 +146,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
                              "algorithm='brute'")
         if codes.flags.writeable and np.may_share_memory(codes, X):
             codes = codes.copy()  # independent of later changes to the caller's array
-        self._fit_X = codes
-        self.n_samples_fit_, self.n_features_in_ = codes.shape
-        self.n_bits_ = 8 * self.n_features_in_
+        self._set_database(codes)
         self._build_index()
         self._record_versions()
         return self
@@ -180,15 +178,14 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         too_many = n_old + len(codes) >= _MIH_MAX_ROWS
         if self.algorithm == "mih" and too_many:
             raise ValueError("multi-index hashing holds up to 2**32 - 1 codes: use algorithm='brute'")
-        self._fit_X = np.concatenate([self._fit_X, codes])
-        self.n_samples_fit_ = len(self._fit_X)
+        self._set_database(np.concatenate([self._fit_X, codes]))
         if self.backend == "numba":
             words = (_words(self._fit_X) if self.n_features_in_ == 8
                      else np.concatenate([self._index, pack_words(codes)], axis=1))
             mih = None  # "auto" scans beyond 2**32 - 1 codes
             if self._mih is not None and not too_many:
                 mih = extend_multi_index(self._mih, words, n_old)
-            elif self.algorithm == "auto" and _AUTO_MIH_MIN <= self.n_samples_fit_ < _MIH_MAX_ROWS:
+            elif self.algorithm == "auto" and self._auto_builds_tables():
                 mih = self._new_multi_index(words)
             self._index, self._mih = words, mih
             self.n_substrings_ = None if mih is None else mih.n_substrings
@@ -220,7 +217,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         for name, array in arrays.items():
             np.save(path / f"{name}.npy", np.asarray(array), allow_pickle=False)
         header = {"format": _INDEX_FORMAT, "params": self.get_params(), "arrays": sorted(arrays),
-                  "n_samples_fit_": self.n_samples_fit_, "versions": getattr(self, "_sortedhash_versions", {})}
+                  "versions": getattr(self, "_sortedhash_versions", {})}
         (path / "index.json").write_text(json.dumps(header, indent=1))
 
     @classmethod
@@ -247,9 +244,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
                   for name in header["arrays"]}
         estimator = cls(**header["params"])
-        estimator._fit_X = arrays["codes"]
-        estimator.n_samples_fit_, estimator.n_features_in_ = estimator._fit_X.shape
-        estimator.n_bits_ = 8 * estimator.n_features_in_
+        estimator._set_database(arrays["codes"])
         estimator._sortedhash_versions = header["versions"]
         check_versions(header["versions"])
         mih = None
@@ -257,6 +252,14 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             mih = MultiIndex(*(arrays[f"mih.{name}"] for name in MultiIndex.arrays))
         estimator._build_index(multi_index=mih, words=arrays.get("words"))
         return estimator
+
+    def _set_database(self, codes):
+        self._fit_X = codes
+        self.n_samples_fit_, self.n_features_in_ = codes.shape
+        self.n_bits_ = 8 * self.n_features_in_
+
+    def _auto_builds_tables(self):
+        return _AUTO_MIH_MIN <= self.n_samples_fit_ < _MIH_MAX_ROWS
 
     def _new_multi_index(self, words):
         m = auto_n_substrings(len(self._fit_X), self.n_bits_) if self.n_substrings == "auto" else self.n_substrings
@@ -269,8 +272,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             self._index = _words(self._fit_X) if words is None else words
             if multi_index is not None:
                 self._mih = multi_index
-            elif self.algorithm == "mih" or (self.algorithm == "auto"
-                                             and _AUTO_MIH_MIN <= self.n_samples_fit_ < _MIH_MAX_ROWS):
+            elif self.algorithm == "mih" or (self.algorithm == "auto" and self._auto_builds_tables()):
                 self._mih = self._new_multi_index(self._index)
             if self._mih is not None:
                 self.n_substrings_ = self._mih.n_substrings
