@@ -1,0 +1,93 @@
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sortedhash import ITQTransformer
+from sortedhash.dask import encode
+
+from ..conftest import small_nsh
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    X, _ = digits
+    return make_pipeline(StandardScaler(), small_nsh(n_bits=24)).fit(X)
+
+
+def test_codes_equal_in_memory_transform_on_the_cluster(client, digits, fitted):
+    X, _ = digits
+    X_before = X.copy()
+    codes = encode(fitted, da.from_array(X, chunks=((400, 0, 700, 697), 64)))
+    assert codes.dtype == np.uint8 and codes.shape == (len(X), 3)
+    assert codes.chunks[0] == (400, 0, 700, 697)  # one chunk of codes per chunk of rows
+    np.testing.assert_array_equal(codes.compute(), fitted.transform(X))
+    np.testing.assert_array_equal(X, X_before)
+
+
+def test_model_is_one_key_of_the_graph(digits, fitted):
+    X, _ = digits
+    codes = encode(fitted, da.from_array(X, chunks=200))
+    graph = dict(codes.__dask_graph__())
+    holding_model = [key for key, value in graph.items() if value is fitted or getattr(value, "value", None) is fitted]
+    assert len(holding_model) == 1
+    assert codes.npartitions == 9
+
+
+def test_workers_use_their_threads_not_the_cores(client, digits, fitted):
+    X, _ = digits
+    encode(fitted, da.from_array(X, chunks=300)).compute()
+    threads = client.run(lambda: __import__("torch").get_num_threads())
+    assert set(threads.values()) == {1}  # two workers of one thread each: two threads in all
+
+
+def test_dataframe_partitions_reach_transform_as_pandas(client, digits):
+    X, _ = digits
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    hasher = ITQTransformer(n_bits=16, random_state=0).fit(frame)  # fitted with feature names
+    codes = encode(hasher, dd.from_pandas(frame, npartitions=4))
+    assert np.isnan(codes.shape[0])  # partition lengths are not known before computing
+    np.testing.assert_array_equal(codes.compute(), hasher.transform(frame))
+
+
+def test_series_of_rows_and_column_chunks(digits, fitted):
+    X, _ = digits
+    # Chunked along columns too: rechunked to whole rows.
+    codes = encode(fitted, da.from_array(X, chunks=(500, 16)))
+    np.testing.assert_array_equal(codes.compute(scheduler="sync"), fitted.transform(X))
+
+
+def test_model_on_the_wanted_device_is_used_as_it_is(fitted):
+    from sortedhash.dask._encode import _placed
+
+    assert _placed(fitted, "cpu") is fitted  # no copy when nothing has to move
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error of a machine without CUDA")
+def test_cuda_on_a_worker_without_one_is_a_clear_error(digits, fitted):
+    X, _ = digits
+    with pytest.raises(ValueError, match="no CUDA"):
+        encode(fitted, da.from_array(X, chunks=500), device="cuda").compute(scheduler="sync")
+
+
+def test_refuses_unfitted_models_non_hashers_and_in_memory_input(digits, fitted):
+    from sklearn.exceptions import NotFittedError
+
+    X, _ = digits
+    with pytest.raises(NotFittedError):
+        encode(small_nsh(), da.from_array(X))
+    with pytest.raises(TypeError, match="n_bytes_"):
+        encode(StandardScaler().fit(X), da.from_array(X))
+    with pytest.raises(TypeError, match="transform"):
+        encode(fitted, X)
+    with pytest.raises(ValueError, match="device"):
+        encode(fitted, da.from_array(X), device="gpu")
+
+
+def test_errors_of_transform_surface(client, digits, fitted):
+    X, _ = digits
+    with pytest.raises(ValueError, match="features"):
+        encode(fitted, da.from_array(X[:, :10], chunks=500)).compute()
