@@ -153,3 +153,16 @@ def test_search_scale_checks_every_method_against_the_scan(tmp_path):
     log.write_text(result.stdout)
     parsed = _load_benchmark("search_scale").parse_rows(result.stdout.splitlines())
     assert [(r["kind"], r["N"], r["k"]) for r in parsed] == [("learned", 140000, 5), ("uniform", 140000, 5)]
+
+
+def test_dask_scale_compares_both_paths_and_checks_they_agree():
+    """The benchmark runs end to end on a small LocalCluster; its agreement check holds."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "dask_scale.py"), "--n-rows", "60000", "--n-features", "32",
+           "--chunk-rows", "20000", "--n-queries", "50", "--k", "10", "--fit-epochs", "1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    stages = [line.split()[0:2] for line in result.stdout.splitlines()[3:10]]
+    assert [" ".join(s) if s[0] in ("fit", "search") else s[0] for s in stages] == [
+        "encode", "fit brute", "search brute", "fit auto", "search auto", "total", "total"]
+    assert "codes differing: 0 of 60,000 rows (0 bits); identical neighbours: True" in result.stdout
+    assert "peak RSS of the client" in result.stdout

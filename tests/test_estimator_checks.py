@@ -5,13 +5,15 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sortedhash import (BinaryQuantizer, HammingNeighbors, ITQTransformer, LSHTransformer, PCAHashTransformer,
                         RerankedNeighbors)
 
+from sortedhash.dask import DaskHammingNeighbors
+
 from .conftest import small_nsh
 
 # Expected failures, with the reason each check cannot pass.
 _FLOAT_INPUT = (
-    "feeds float (or object, complex, 1-D) data; HammingNeighbors takes only packed uint8 "
-    "codes and refuses anything else with a TypeError/ValueError by design. The "
-    "same contract with uint8 codes is tested in tests/neighbors/test_hamming.py"
+    "feeds float (or object, complex, 1-D) data; HammingNeighbors (and DaskHammingNeighbors) take only "
+    "packed uint8 codes and refuse anything else with a TypeError/ValueError by design. The "
+    "same contract with uint8 codes is tested in tests/neighbors/test_hamming.py and tests/dask/"
 )
 HAMMING_EXPECTED_FAILURES = {
     "check_complex_data": _FLOAT_INPUT,
@@ -43,7 +45,8 @@ HAMMING_EXPECTED_FAILURES = {
 
 
 def _expected_failures(estimator):
-    return HAMMING_EXPECTED_FAILURES if isinstance(estimator, HammingNeighbors) else {}
+    searches_codes = isinstance(estimator, (HammingNeighbors, DaskHammingNeighbors))
+    return HAMMING_EXPECTED_FAILURES if searches_codes else {}
 
 
 @parametrize_with_checks(
@@ -55,6 +58,7 @@ def _expected_failures(estimator):
         ITQTransformer(n_bits=1, random_state=0),
         BinaryQuantizer(),
         HammingNeighbors(n_neighbors=1),
+        DaskHammingNeighbors(n_neighbors=1),  # dask's local scheduler: no cluster needed
         RerankedNeighbors(n_neighbors=1),
     ],
     expected_failed_checks=_expected_failures,

@@ -84,3 +84,10 @@ def test_image_pipeline(tmp_path):
     pytest.importorskip("efficientnet_lite_pytorch")
     out = run("image_pipeline.py", "--fast", "--data", str(CIFAR), "--figure", str(tmp_path / "grid.png"))
     assert "EfficientNet-Lite0 -> NSH 64 bits: mAP@200" in out and (tmp_path / "grid.png").exists()
+
+
+def test_dask_cluster():
+    out = run("dask_cluster.py", "--fast")
+    assert "cluster: 2 workers" in out and "best:" in out
+    assert "codes: (35940, 4) uint8 in 6 chunks" in out
+    assert "same neighbours as one process: True" in out

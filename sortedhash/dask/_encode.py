@@ -54,8 +54,8 @@ def encode(estimator, X, *, device="auto"):
     On a :mod:`distributed` worker, each encoding holds the process's encode lock and
     uses as many torch / BLAS threads as the worker has threads, so workers x threads
     never oversubscribes the cores. dask-ml's ``ParallelPostFit`` also maps ``transform``
-    over blocks, but needs the output's meta guessed and holds the model in every task;
-    this function knows the code width and keeps one model key.
+    over blocks, but its lazy result takes the input's width for the output's; this
+    function knows the code width and keeps one model key.
     """
     check_is_fitted(estimator)
     n_bytes = _code_width(estimator)

@@ -53,11 +53,25 @@ def test_dataframe_partitions_reach_transform_as_pandas(client, digits):
     np.testing.assert_array_equal(codes.compute(), hasher.transform(frame))
 
 
-def test_series_of_rows_and_column_chunks(digits, fitted):
+def test_column_chunks_are_joined_into_rows(digits, fitted):
     X, _ = digits
-    # Chunked along columns too: rechunked to whole rows.
     codes = encode(fitted, da.from_array(X, chunks=(500, 16)))
     np.testing.assert_array_equal(codes.compute(scheduler="sync"), fitted.transform(X))
+
+
+def test_text_series_through_a_vectorizer_pipeline(client):
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rng = np.random.default_rng(0)
+    words = np.array(["cat", "dog", "fish", "tree", "car", "road", "sun", "rain", "sea", "hill"])
+    texts = pd.Series([" ".join(rng.choice(words, 6)) for _ in range(300)])
+    pipe = make_pipeline(TfidfVectorizer(), TruncatedSVD(8, random_state=0), ITQTransformer(n_bits=8, random_state=0))
+    pipe.fit(texts)
+    codes = encode(pipe, dd.from_pandas(texts, npartitions=3))  # 1-D input, 2-D codes
+    np.testing.assert_array_equal(codes.compute(), pipe.transform(texts))
+    np.testing.assert_array_equal(encode(pipe, da.from_array(texts.to_numpy(), chunks=70)).compute(),
+                                  pipe.transform(texts))
 
 
 def test_model_on_the_wanted_device_is_used_as_it_is(fitted):
