@@ -3,7 +3,7 @@
 import copy
 import threading
 import weakref
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import dask
 import dask.array as da
@@ -18,7 +18,8 @@ __all__ = ["encode"]
 # uses the worker's threads instead (see _worker_threads).
 _ENCODE_LOCK = threading.Lock()
 # A copy of the model per (model, device) in each process, for a device other than the
-# one the model is on; made once per worker, not once per chunk.
+# one the model is on: made once per worker, not once per chunk, and never by moving the
+# caller's model (on the local scheduler the task gets the caller's object itself).
 _PLACED = weakref.WeakKeyDictionary()
 
 
@@ -103,9 +104,8 @@ def _is_dask_dataframe(X):
 def _encode_block(block, estimator, n_bytes, device):
     if len(block) == 0:
         return np.empty((0, n_bytes), dtype=np.uint8)
-    model = _placed(estimator, device)
     with _ENCODE_LOCK, _worker_threads():
-        codes = np.asarray(model.transform(block))
+        codes = np.asarray(_placed(estimator, device).transform(block))
     if codes.dtype != np.uint8 or codes.shape != (len(block), n_bytes):
         raise ValueError(f"the estimator returned {codes.dtype} codes of shape {codes.shape} for a chunk of "
                          f"{len(block)} rows; {n_bytes} uint8 bytes per row were expected")
@@ -166,5 +166,5 @@ def _worker_threads():
 
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    with threadpool_limits(limits=threads) if threads else nullcontext():
+    with threadpool_limits(limits=threads):
         yield

@@ -11,6 +11,9 @@ from sortedhash.dask import encode
 
 from ..conftest import small_nsh
 
+# A real cluster can hang where a function cannot: bound every test.
+pytestmark = pytest.mark.timeout(300)
+
 
 @pytest.fixture(scope="module")
 def fitted(digits):

@@ -1,5 +1,6 @@
 import joblib
 import numpy as np
+import pytest
 from distributed import get_task_stream
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
@@ -8,6 +9,9 @@ from sklearn.preprocessing import StandardScaler
 from sortedhash.metrics import make_map_scorer
 
 from ..conftest import small_nsh
+
+# A real cluster can hang where a function cannot: bound every test.
+pytestmark = pytest.mark.timeout(300)
 
 
 def test_grid_search_on_the_cluster_scores_as_in_one_process(client, digits):

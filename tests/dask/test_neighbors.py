@@ -10,6 +10,9 @@ import pytest
 from sortedhash import HammingNeighbors
 from sortedhash.dask import DaskHammingNeighbors
 
+# A real cluster can hang where a function cannot: bound every test.
+pytestmark = pytest.mark.timeout(300)
+
 
 def _codes(n, n_bytes=8, seed=0, n_centres=None):
     rng = np.random.default_rng(seed)
