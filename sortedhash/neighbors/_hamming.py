@@ -377,39 +377,40 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             exclude = np.full(n_queries, -1, dtype=np.int64)
         budget = max(1, 2 * self.n_samples_fit_ // SCAN_CODES_PER_WORK)
 
-        def by_mih(part):
-            d, i, work = mih_knn(self._index, self._mih, query_words[part], k, exclude[part], budget,
-                                 self._threads)
+        def by_mih(part, threads):
+            d, i, work = mih_knn(self._index, self._mih, query_words[part], k, exclude[part], budget, threads)
             over = np.flatnonzero(work < 0)
             if len(over):
                 rows = np.arange(n_queries)[part][over]
                 d[over], i[over] = knn_search(self._index, query_words[rows], k, self.n_bits_, exclude[rows],
-                                              self._threads)
+                                              threads)
             return d, i
 
-        def by_scan(part):
-            return knn_search(self._index, query_words[part], k, self.n_bits_, exclude[part], self._threads)
+        def by_scan(part, threads):
+            return knn_search(self._index, query_words[part], k, self.n_bits_, exclude[part], threads)
 
         if n_queries <= _AUTO_SAMPLE:
-            return by_mih(slice(None))
+            return by_mih(slice(None), self._threads)
         if not (scan_compiled() and mih_compiled()):
-            by_mih(slice(0, 1)), by_scan(slice(0, 1))  # load or compile the kernels before timing
+            by_mih(slice(0, 1), 1), by_scan(slice(0, 1), 1)  # load or compile the kernels before timing
+        # The samples run on one thread each: two scan queries could not use more, and the
+        # costs compared must be per query of one thread.
         # A scan costs about the same for every query: a few queries time it.
         start = time.perf_counter()
-        by_scan(slice(0, _AUTO_SCAN_SAMPLE))
+        by_scan(slice(0, _AUTO_SCAN_SAMPLE), 1)
         scan_time = (time.perf_counter() - start) / _AUTO_SCAN_SAMPLE
         # MIH's cost varies from query to query: sample until it is clearly faster or
         # slower than the scan, or until the sample is large enough to choose on its mean.
         parts, done, mih_time = [], 0, 0.0
         while done < min(n_queries, _AUTO_MAX_SAMPLE):
             start = time.perf_counter()
-            parts.append(by_mih(slice(done, done + _AUTO_SAMPLE)))
+            parts.append(by_mih(slice(done, done + _AUTO_SAMPLE), 1))
             mih_time += time.perf_counter() - start
             done = min(done + _AUTO_SAMPLE, n_queries)
             if not 0.7 < mih_time / done / scan_time < 1.4:
                 break
         if done < n_queries:
-            parts.append((by_mih if mih_time / done < scan_time else by_scan)(slice(done, None)))
+            parts.append((by_mih if mih_time / done < scan_time else by_scan)(slice(done, None), self._threads))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _numpy_knn(self, queries, k, exclude):
