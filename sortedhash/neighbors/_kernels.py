@@ -41,6 +41,19 @@ def _popcount(typingctx, x):
     return sig, codegen
 
 
+@intrinsic
+def _trailing_zeros(typingctx, x):
+    """LLVM cttz of a non-zero uint64, as int64: the position of its lowest set bit."""
+    sig = types.int64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        from llvmlite import ir
+
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+    return sig, codegen
+
+
 def pack_words(codes):
     """uint8 codes (n, n_bytes) -> word-major uint64 array (n_words, n)."""
     n, n_bytes = codes.shape
@@ -104,6 +117,27 @@ def _block_distances(db, query, r0, r1, dist):
         first = False
 
 
+@njit(nogil=True, inline="always")
+def _block_distances_min(db, query, r0, r1, dist):
+    """:func:`_block_distances`, returning the block's smallest distance. For one-word codes
+    the minimum is taken in the same loop: a second pass over the distances would cost
+    about as much as computing them."""
+    if db.shape[0] != 1:
+        _block_distances(db, query, r0, r1, dist)
+        lowest = dist[0]
+        for j in range(r1 - r0):
+            lowest = min(lowest, dist[j])
+        return lowest
+    a = db[0, r0:r1]
+    qa = query[0]
+    lowest = np.int32(64)
+    for j in range(r1 - r0):
+        d = np.int32(_popcount(qa ^ a[j]))
+        dist[j] = d
+        lowest = min(lowest, d)
+    return lowest
+
+
 @njit(nogil=True)
 def _compact(buf_d, buf_i, size, hist, k, t):
     """Keep the entries that can still be in the top k: d < t, and the first ones at d == t."""
@@ -161,7 +195,7 @@ def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
             for qi in range(nq):
                 q = q0 + qi
                 # The block minimum lets most blocks skip the scan once t has tightened.
-                _block_distances(db, queries[q], r0, r1, dist)
+                lowest = _block_distances_min(db, queries[q], r0, r1, dist)
                 t = thresh[qi]
                 if size[qi] == 0 and t > n_bits:
                     # First block: take t from its own histogram rather than accepting
@@ -174,23 +208,31 @@ def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
                     kth = _kth(seed, k)
                     if kth <= n_bits:
                         t = kth + 1
-                lowest = np.int32(t)
-                for j in range(nr):
-                    lowest = min(lowest, dist[j])
                 if lowest >= t:
                     continue
                 s = size[qi]
                 skip = exclude[q]
-                for j in range(nr):
-                    d = np.int64(dist[j])
-                    if d < t and r0 + j != skip:
-                        buf_d[qi, s] = d
-                        buf_i[qi, s] = r0 + j
-                        hist[qi, d] += 1
-                        s += 1
-                        if s >= cap - 1:
-                            t = _kth(hist[qi], k)
-                            s = _compact(buf_d[qi], buf_i[qi], s, hist[qi], k, t)
+                # The rows under t are few: a vectorised pass marks them in one bit mask
+                # per 64 rows, and only the marked rows are visited (a branch per row
+                # would cost more than computing the distances).
+                t32 = np.int32(t)
+                for g0 in range(0, nr, 64):
+                    group = dist[g0:min(g0 + 64, nr)]  # a slice: contiguous loads, not gathers
+                    mask = np.uint64(0)
+                    for b in range(group.shape[0]):
+                        mask |= np.uint64(group[b] < t32) << np.uint64(b)
+                    while mask != 0:
+                        j = g0 + _trailing_zeros(mask)
+                        mask &= mask - np.uint64(1)
+                        d = np.int64(dist[j])
+                        if d < t and r0 + j != skip:
+                            buf_d[qi, s] = d
+                            buf_i[qi, s] = r0 + j
+                            hist[qi, d] += 1
+                            s += 1
+                            if s >= cap - 1:
+                                t = _kth(hist[qi], k)
+                                s = _compact(buf_d[qi], buf_i[qi], s, hist[qi], k, t)
                 if s >= k:
                     t = _kth(hist[qi], k)
                     if s > 2 * k:
