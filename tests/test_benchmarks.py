@@ -99,8 +99,9 @@ def test_variant_parsing_takes_the_estimators_parameters():
     assert make.views and "views" not in model.get_params()
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("n_bytes", [8, 32, 40])
-def test_popcount_bound_computes_every_distance(n_bytes):
+def test_popcount_bound_computes_every_distance(n_bytes, dtype):
     # The bound adds up the distance of each block's first row, which it computes with
     # every other row's (the output only keeps the compiler from dropping the pass).
     from sortedhash.neighbors._kernels import _DB_BLOCK, _block_rows, pack_words
@@ -112,7 +113,7 @@ def test_popcount_bound_computes_every_distance(n_bytes):
     full = np.bitwise_count(queries[:, None, :] ^ db[None, :, :]).sum(-1, dtype=np.int64)
     block = _block_rows.py_func(pack_words(db).shape[0])
     expected = full[:, ::block].sum(axis=1)
-    np.testing.assert_array_equal(search.popcount_bound(pack_words(db), pack_words(queries).T), expected)
+    np.testing.assert_array_equal(search.popcount_bound(pack_words(db), pack_words(queries).T, dtype=dtype), expected)
 
 
 def test_rerank_speed_runs_every_method_against_exact_search(tmp_path):

@@ -54,6 +54,29 @@ def _trailing_zeros(typingctx, x):
     return sig, codegen
 
 
+@intrinsic
+def _below_mask(typingctx, dist, start, t):
+    """Bit ``b`` set where ``dist[start + b] < t``, for b in 0..63, as one uint64: a vector
+    compare LLVM lowers to mask registers (AVX-512) or compare + movemask (AVX2). Reads 64
+    entries from ``start``: the caller keeps them inside the buffer and masks off the rows
+    past the block's end."""
+    sig = types.uint64(dist, types.int64, types.int32)
+
+    def codegen(context, builder, signature, args):
+        from llvmlite import ir
+
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        i32 = ir.IntType(32)
+        vector = ir.VectorType(i32, 64)
+        pointer = builder.bitcast(builder.gep(array.data, [args[1]]), vector.as_pointer())
+        values = builder.load(pointer, align=4)
+        splat = builder.insert_element(ir.Constant(vector, ir.Undefined), args[2], ir.Constant(i32, 0))
+        splat = builder.shuffle_vector(splat, splat, ir.Constant(vector, [0] * 64))
+        return builder.bitcast(builder.icmp_signed("<", values, splat), ir.IntType(64))
+
+    return sig, codegen
+
+
 def pack_words(codes):
     """uint8 codes (n, n_bytes) -> word-major uint64 array (n_words, n)."""
     n, n_bytes = codes.shape
@@ -217,10 +240,9 @@ def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
                 # would cost more than computing the distances).
                 t32 = np.int32(t)
                 for g0 in range(0, nr, 64):
-                    group = dist[g0:min(g0 + 64, nr)]  # a slice: contiguous loads, not gathers
-                    mask = np.uint64(0)
-                    for b in range(group.shape[0]):
-                        mask |= np.uint64(group[b] < t32) << np.uint64(b)
+                    mask = _below_mask(dist, g0, t32)
+                    if nr - g0 < 64:  # the buffer past the block holds older rows
+                        mask &= (np.uint64(1) << np.uint64(nr - g0)) - np.uint64(1)
                     while mask != 0:
                         j = g0 + _trailing_zeros(mask)
                         mask &= mask - np.uint64(1)
