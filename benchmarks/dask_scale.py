@@ -80,16 +80,23 @@ def in_process(model, sizes, n_features, queries, k, cores):
         codes[row:row + rows] = model.transform(features(i, rows, n_features))
         row += rows
     times["encode"] = time.perf_counter() - start
+    results = time_searches(lambda algorithm: HammingNeighbors(algorithm=algorithm, n_jobs=cores).fit(codes),
+                            queries, k, times)
+    return times, codes, results
+
+
+def time_searches(fit_index, queries, k, times):
+    """Fit an index with each algorithm and search it, recording both times in ``times``."""
     results = {}
     for algorithm in ALGORITHMS:
         start = time.perf_counter()
-        index = HammingNeighbors(algorithm=algorithm, n_jobs=cores).fit(codes)
+        index = fit_index(algorithm)
         times[f"fit {algorithm}"] = time.perf_counter() - start
         start = time.perf_counter()
         results[algorithm] = index.kneighbors(queries, k)
         times[f"search {algorithm}"] = time.perf_counter() - start
         del index
-    return times, codes, results
+    return results
 
 
 def on_cluster(client, model, sizes, n_features, queries, k, shard_rows):
@@ -107,17 +114,11 @@ def on_cluster(client, model, sizes, n_features, queries, k, shard_rows):
     codes = encode(model, X).persist()
     wait(codes)
     times["encode"] = time.perf_counter() - start
-    results = {}
-    for algorithm in ALGORITHMS:
-        start = time.perf_counter()
-        # Multi-index hashing is sublinear: a few large shards (one per thread) search faster
-        # than many small ones.
-        index = DaskHammingNeighbors(algorithm=algorithm).fit(codes.rechunk((shard_rows, -1)))
-        times[f"fit {algorithm}"] = time.perf_counter() - start
-        start = time.perf_counter()
-        results[algorithm] = index.kneighbors(queries, k)
-        times[f"search {algorithm}"] = time.perf_counter() - start
-        del index
+    # Multi-index hashing is sublinear: a few large shards (one per thread) search faster
+    # than many small ones.
+    shards = codes.rechunk((shard_rows, -1))
+    results = time_searches(lambda algorithm: DaskHammingNeighbors(algorithm=algorithm).fit(shards), queries, k,
+                            times)
     return times, codes, results
 
 

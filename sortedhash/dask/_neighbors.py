@@ -158,12 +158,7 @@ class DaskHammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, BaseEstimator)
         if k > self.n_samples_fit_:
             raise ValueError(f"n_neighbors={k} is larger than the {self.n_samples_fit_} codes that can be "
                              f"returned (n_samples_fit={self.n_samples_fit_})")
-        merged = []
-        for block in _query_blocks(queries):
-            parts = [dask.delayed(_shard_knn, pure=True)(shard, block, min(k, size), offset)
-                     for shard, size, offset in zip(self._shards, self._sizes, self._offsets)]
-            merged.append(_tree(parts, _merge_knn, k))
-        results = dask.compute(*merged)
+        results = self._search(queries, _shard_knn, lambda size, offset: (min(k, size), offset), _merge_knn, k)
         dist = np.concatenate([r[0] for r in results])
         ind = np.concatenate([r[1] for r in results])
         return (dist, ind) if return_distance else ind
@@ -191,21 +186,24 @@ class DaskHammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, BaseEstimator)
         """
         queries = self._queries(X)
         r = check_scalar(self.radius if radius is None else radius, "radius", Integral, min_val=0)
-        merged = []
-        for block in _query_blocks(queries):
-            parts = [dask.delayed(_shard_radius, pure=True)(shard, block, r, offset, sort_results)
-                     for shard, offset in zip(self._shards, self._offsets)]
-            merged.append(_tree(parts, _merge_radius, sort_results))
-        offsets, dist, ind = _concat_csr(dask.compute(*merged))
+        results = self._search(queries, _shard_radius, lambda size, offset: (r, offset, sort_results), _merge_radius,
+                               sort_results)
+        offsets, dist, ind = _concat_csr(results)
         dists, inds = _split(dist, offsets), _split(ind, offsets)
         return (dists, inds) if return_distance else inds
 
-    def __sklearn_tags__(self):
-        # RadiusNeighborsMixin's tags read a ``metric`` parameter this estimator does not have.
-        tags = BaseEstimator.__sklearn_tags__(self)
-        tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
-        return tags
+    def _search(self, queries, task, task_args, merge, merge_arg):
+        """``task(shard, block, *task_args(shard size, shard offset))`` on every shard for each
+        block of queries, merged per block on the workers; the blocks' results, in order."""
+        merged = []
+        for block in _query_blocks(queries):
+            parts = [dask.delayed(task, pure=True)(shard, block, *task_args(size, offset))
+                     for shard, size, offset in zip(self._shards, self._sizes, self._offsets)]
+            merged.append(_tree(parts, merge, merge_arg))
+        return dask.compute(*merged)
+
+    # The same tags as HammingNeighbors (packed codes, no NaN, dense).
+    __sklearn_tags__ = HammingNeighbors.__sklearn_tags__
 
 
 def _code_array(X):
