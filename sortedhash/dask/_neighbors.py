@@ -252,12 +252,10 @@ def _shard_knn(shard, queries, k, offset):
 
 
 def _shard_radius(shard, queries, radius, offset, sort_results):
+    """The shard's radius results as one CSR triple (offsets, distances, global indices)."""
     dist, ind = shard.radius_neighbors(queries, radius=radius, sort_results=sort_results)
-    counts = np.fromiter((len(d) for d in dist), dtype=np.int64, count=len(dist))
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    flat = (np.concatenate(list(dist)) if len(dist) else np.empty(0, np.int64),
-            np.concatenate(list(ind)) + offset if len(ind) else np.empty(0, np.int64))
-    return offsets, flat[0].astype(np.int64), flat[1].astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum([len(d) for d in dist])])  # queries are never empty
+    return offsets, np.concatenate(dist), np.concatenate(ind) + offset
 
 
 def _merge_knn(k, *parts):
