@@ -40,11 +40,28 @@ def test_model_is_one_key_of_the_graph(digits, fitted):
     assert codes.npartitions == 9
 
 
-def test_workers_use_their_threads_not_the_cores(client, digits, fitted):
+def _torch_threads_outside_and_inside_encoding():
+    import torch
+
+    from sortedhash.dask._encode import _worker_threads
+
+    outside = torch.get_num_threads()
+    with _worker_threads():
+        inside = torch.get_num_threads()
+    return outside, inside
+
+
+def test_workers_encode_with_their_threads_not_the_cores(digits, fitted):
+    from distributed import Client, LocalCluster
+
     X, _ = digits
-    encode(fitted, da.from_array(X, chunks=300)).compute()
-    threads = client.run(lambda: __import__("torch").get_num_threads())
-    assert set(threads.values()) == {1}  # two workers of one thread each: two threads in all
+    # One worker of two threads: the nanny starts it with one OpenMP thread, so torch would
+    # use one unless encoding sets the worker's count (OpenMP's count is per calling thread,
+    # so it is read in a task, on an executor thread).
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        assert client.submit(_torch_threads_outside_and_inside_encoding, pure=False).result() == (1, 2)
+        np.testing.assert_array_equal(encode(fitted, da.from_array(X, chunks=300)).compute(), fitted.transform(X))
 
 
 def test_dataframe_partitions_reach_transform_as_pandas(client, digits):
