@@ -5,7 +5,7 @@ estimator through skorch.
 """
 
 from .augment import FeatureNoise
-from .gather import anchored_soft_gather, grid_soft_gather
+from .gather import LevelRuns, anchored_soft_gather, grid_level_gather, grid_soft_gather
 from .losses import NSHLoss, code_nt_xent, hamming_similarity, quantization_loss, sorted_nce
 from .network import HashingNetwork, MLPBackbone, sign_ste
 from .sorters import NoSort, SoftSort, TorchsortSorter, make_sorter
@@ -13,6 +13,7 @@ from .sorters import NoSort, SoftSort, TorchsortSorter, make_sorter
 __all__ = [
     "FeatureNoise",
     "HashingNetwork",
+    "LevelRuns",
     "MLPBackbone",
     "NSHLoss",
     "NoSort",
@@ -20,6 +21,7 @@ __all__ = [
     "TorchsortSorter",
     "anchored_soft_gather",
     "code_nt_xent",
+    "grid_level_gather",
     "grid_soft_gather",
     "hamming_similarity",
     "make_sorter",

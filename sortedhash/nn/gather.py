@@ -24,9 +24,43 @@ give, including those that reach ``S`` through the kernel, so the hash head lear
 through the sorter; ``tests/nn/test_gather.py`` checks both against the dense n^3 form.
 """
 
+import functools
+from typing import NamedTuple
+
 import torch
 
-__all__ = ["grid_soft_gather", "anchored_soft_gather", "levels_of"]
+__all__ = ["LevelRuns", "grid_soft_gather", "grid_level_gather", "anchored_soft_gather", "levels_of"]
+
+
+class LevelRuns(NamedTuple):
+    """A batch of sorted lists stored as runs, one run per Hamming level.
+
+    Sorted positions whose candidates share a Hamming level hold equal values, so a sorted
+    list of ``length`` positions is fully given by one value and one count a level, most
+    similar level first. :func:`~sortedhash.nn.sorted_nce` reads this form directly, and
+    :meth:`dense` expands it.
+
+    Attributes
+    ----------
+    values : Tensor of shape (n, L)
+        ``values[i, r]``: the value of every sorted position of row ``i`` at the ``r``-th most
+        similar level (any finite number where the level is empty).
+    counts : Tensor of shape (n, L)
+        Number of positions at that level (float; each row sums to ``length``).
+    length : int
+        Positions in each sorted list (candidates a row).
+    """
+
+    values: torch.Tensor
+    counts: torch.Tensor
+    length: int
+
+    def dense(self):
+        """The sorted lists as an (n, length) tensor, most similar first."""
+        ends = torch.cumsum(self.counts, dim=1).long()
+        positions = torch.arange(self.length, device=ends.device).expand(ends.shape[0], -1)
+        run = torch.searchsorted(ends, positions.contiguous(), right=True)
+        return self.values.gather(1, run)
 
 def levels_of(scores, n_levels):
     """Integer level index of each similarity on the grid ``0, 1/(L-1), ..., 1``."""
@@ -41,8 +75,41 @@ def _level_sums(level, values, n_levels):
     return A, N
 
 
-def _grid(n_levels, like):
-    return torch.linspace(0.0, 1.0, n_levels, dtype=like.dtype, device=like.device)
+@functools.lru_cache(maxsize=16)
+def _grid_kernel(n_levels, tau, dtype, device):
+    """The SoftSort kernel between levels, ``K[p, q] = exp(-|v_p - v_q| / tau)``, and
+    ``D = d K[p, q] / d v_q``: constants of a fit, built once."""
+    grid = torch.linspace(0.0, 1.0, n_levels, dtype=dtype, device=device)
+    diff = grid[:, None] - grid[None, :]  # diff[p, q] = v_p - v_q
+    K = torch.exp(-diff.abs() / tau)
+    return K, K * torch.sign(diff) / tau
+
+
+def _grid_forward(scores, values, n_levels, tau):
+    """Level tables and the SoftSort kernel on the grid: what both grid gathers compute."""
+    level = levels_of(scores, n_levels)
+    A, N = _level_sums(level, values, n_levels)
+    K, D = _grid_kernel(n_levels, tau, values.dtype, values.device)
+    # A populated anchor level p has K[p, p] = 1 with N_ip >= 1, so Z >= 1 there.
+    Z = torch.where(N > 0, N @ K, 1.0)
+    c_level = (A @ K) / Z
+    return c_level, (level, values, A, N, Z, c_level, K, D)
+
+
+def _grid_backward(saved, g_level):
+    """Backward of ``c_level`` given its gradient ``g_level`` (n, L).
+
+    Returns the scores' gradient through each sample's membership of every anchor's kernel,
+    the values' gradient, and ``R`` (n, L): ``d c_level / d v`` at the level's own anchor.
+    How much of ``R`` reaches a sample depends on which positions it anchors: the caller's.
+    """
+    level, values, A, N, Z, c_level, K, D = saved
+    g_num = g_level / Z
+    g_den = -g_level * c_level / Z
+    grad_values = (g_num @ K).gather(1, level)
+    grad_scores = (g_num @ D).gather(1, level) * values + (g_den @ D).gather(1, level)
+    R = -((A @ D.T) - c_level * (N @ D.T)) / Z  # d K[p, q] / d v_p = -D[p, q]
+    return grad_scores, grad_values, R
 
 
 class _GridSoftGather(torch.autograd.Function):
@@ -55,31 +122,41 @@ class _GridSoftGather(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scores, values, n_levels, tau):
-        level = levels_of(scores, n_levels)
-        A, N = _level_sums(level, values, n_levels)
-        grid = _grid(n_levels, values)
-        diff = grid[:, None] - grid[None, :]  # diff[p, q] = v_p - v_q
-        K = torch.exp(-diff.abs() / tau)
-        D = K * torch.sign(diff) / tau  # d K[p, q] / d v_q
-        # A populated anchor level p has K[p, p] = 1 with N_ip >= 1, so Z >= 1 there.
-        Z = torch.where(N > 0, N @ K, torch.ones_like(N))
-        c_level = (A @ K) / Z
-        ctx.save_for_backward(level, values, A, N, Z, c_level, K, D)
-        return c_level.gather(1, level)
+        c_level, saved = _grid_forward(scores, values, n_levels, tau)
+        ctx.save_for_backward(*saved)
+        return c_level.gather(1, saved[0])
 
     @staticmethod
     def backward(ctx, grad_out):
-        level, values, A, N, Z, c_level, K, D = ctx.saved_tensors
-        n_levels = K.shape[0]
+        saved = ctx.saved_tensors
+        level, n_levels = saved[0], saved[-1].shape[0]
         g_level = grad_out.new_zeros(grad_out.shape[0], n_levels).scatter_add_(1, level, grad_out)
-        g_num = g_level / Z
-        g_den = -g_level * c_level / Z
-        grad_values = (g_num @ K).gather(1, level)
-        # Sample j as a member of every anchor's kernel ...
-        grad_scores = (g_num @ D).gather(1, level) * values + (g_den @ D).gather(1, level)
-        # ... and as the anchor of its own sorted position (d K[p, q] / d v_p = -D[p, q]).
-        R = -((A @ D.T) - c_level * (N @ D.T)) / Z
-        grad_scores = grad_scores + grad_out * R.gather(1, level)
+        grad_scores, grad_values, R = _grid_backward(saved, g_level)
+        # Each sample anchors the position it holds: its own gradient times its level's R.
+        return grad_scores + grad_out * R.gather(1, level), grad_values, None, None
+
+
+class _GridLevelGather(torch.autograd.Function):
+    """The sorted list of :class:`_GridSoftGather` as runs: ``c_level`` (n, L), one value a level.
+
+    Tied positions hold equal values, so a level's value is enough; a level's gradient is
+    shared evenly among its samples as anchors (the even tie split of the sorters).
+    """
+
+    @staticmethod
+    def forward(ctx, scores, values, n_levels, tau):
+        c_level, saved = _grid_forward(scores, values, n_levels, tau)
+        ctx.save_for_backward(*saved)
+        ctx.mark_non_differentiable(saved[3])
+        return c_level, saved[3]
+
+    @staticmethod
+    def backward(ctx, g_level, _):
+        saved = ctx.saved_tensors
+        level, N = saved[0], saved[3]
+        g_level = torch.where(N > 0, g_level, 0.0)  # an empty level is no position
+        grad_scores, grad_values, R = _grid_backward(saved, g_level)
+        grad_scores = grad_scores + (g_level / N.clamp_min(1) * R).gather(1, level)
         return grad_scores, grad_values, None, None
 
 
@@ -203,6 +280,29 @@ def grid_soft_gather(scores, values, *, n_levels, temperature):
     """
     _check(scores, values)
     return _GridSoftGather.apply(scores, values, int(n_levels), float(temperature))
+
+
+def grid_level_gather(scores, values, *, n_levels, temperature):
+    """The sorted lists of :func:`grid_soft_gather` as :class:`LevelRuns`, without sorting.
+
+    Position ``k`` of a sorted list holds a sample of the k-th largest similarity, and the
+    soft-gathered value there depends only on that similarity's level; so the sorted list is
+    the level values, most similar level first, each repeated by its count. O(n m + n L^2)
+    and no sort. In backward a level's gradient is shared evenly among its samples (the
+    sorters' ``split_ties``).
+
+    Parameters
+    ----------
+    scores, values, n_levels, temperature
+        As in :func:`grid_soft_gather`.
+
+    Returns
+    -------
+    LevelRuns
+    """
+    _check(scores, values)
+    c_level, counts = _GridLevelGather.apply(scores, values, int(n_levels), float(temperature))
+    return LevelRuns(c_level.flip(1), counts.flip(1), scores.shape[1])
 
 
 def anchored_soft_gather(anchors, scores, values, *, n_levels, temperature):

@@ -6,6 +6,8 @@ Each loss is a plain function of tensors; :class:`NSHLoss` combines them for tra
 import torch
 import torch.nn.functional as F
 
+from .gather import LevelRuns
+
 __all__ = ["sorted_nce", "code_nt_xent", "neighbor_distillation", "quantization_loss", "hamming_similarity",
            "input_similarity", "NSHLoss"]
 
@@ -22,20 +24,38 @@ def sorted_nce(c_sorted, n_positives, temperature):
 
     Parameters
     ----------
-    c_sorted : Tensor of shape (n, K)
-        Similarities between each anchor and its soft-sorted list (``K > n_positives``).
+    c_sorted : Tensor of shape (n, K) or LevelRuns
+        Similarities between each anchor and its soft-sorted list (``K > n_positives``),
+        dense or as runs of equal values (:class:`~sortedhash.nn.gather.LevelRuns`, what
+        the sorters' ``sorted_list`` gives on the Hamming grid): the same loss either way.
     n_positives : int
         ``m``, the number of leading positions treated as positives.
     temperature : float
         ``tau``.
     """
     m = int(n_positives)
-    if not 0 < m < c_sorted.shape[1]:
-        raise ValueError(f"n_positives={m} must be in [1, {c_sorted.shape[1] - 1}] for lists of {c_sorted.shape[1]}")
+    length = c_sorted.length if isinstance(c_sorted, LevelRuns) else c_sorted.shape[1]
+    if not 0 < m < length:
+        raise ValueError(f"n_positives={m} must be in [1, {length - 1}] for lists of {length}")
+    if isinstance(c_sorted, LevelRuns):
+        return _sorted_nce_runs(c_sorted, m, temperature)
     logits = c_sorted / temperature
     pos = logits[:, :m]
     neg = torch.logsumexp(logits[:, m:], dim=1, keepdim=True)
     return (torch.logaddexp(pos, neg) - pos).mean()
+
+
+def _sorted_nce_runs(runs, m, temperature):
+    """SortedNCE of lists given as runs: each run splits into its positive and negative positions."""
+    logits = runs.values / temperature
+    before = torch.cumsum(runs.counts, dim=1) - runs.counts
+    positives = torch.minimum(runs.counts, (m - before).clamp_min(0))
+    negatives = runs.counts - positives
+    # A run of n negatives adds n exp(logit) to the sum; one with none, nothing.
+    neg_logits = torch.where(negatives > 0, logits + torch.log(negatives.clamp_min(1)), -torch.inf)
+    neg = torch.logsumexp(neg_logits, dim=1, keepdim=True)
+    per_run = torch.logaddexp(logits, neg) - logits
+    return (positives * per_run).sum(dim=1).mean() / m
 
 
 def code_nt_xent(codes_a, codes_b, temperature):
@@ -139,11 +159,13 @@ class NSHLoss(torch.nn.Module):
 
         The sorters work row by row, so both directions go through one call as ``2n`` rows
         (view a's anchors, then view b's): the mean of the two directions' losses with half
-        the small tensor operations of two calls.
+        the small tensor operations of two calls. A sorter's ``sorted_list`` (its cheapest
+        exact form of the sorted lists) is used when it has one.
         """
         scores = hamming_similarity(codes_a, codes_b)
         values = z_a @ z_b.T
-        c_sorted = self.sorter(torch.cat([scores, scores.T]), torch.cat([values, values.T]))
+        sort = getattr(self.sorter, "sorted_list", self.sorter)
+        c_sorted = sort(torch.cat([scores, scores.T]), torch.cat([values, values.T]))
         return sorted_nce(c_sorted, self.n_positives, self.temperature)
 
     def forward(self, view_a, view_b, inputs=None):

@@ -3,7 +3,10 @@
 A sorter takes the similarity matrix ``S`` (anchor rows x candidate columns, values on the
 Hamming grid ``q / n_bits``) and the latent similarities ``C`` and returns ``c_sorted``: row
 ``i`` holds ``C_i`` soft-gathered in the order of anchor ``i``'s Hamming ranking, most
-similar first. Each sorter can also return its dense soft permutation (``n x n`` a row)
+similar first. ``sorted_list(S, C)`` gives the same lists in the cheapest exact form the
+sorter has: on the Hamming grid, with ``split_ties``, one value and one count a level
+(:class:`~sortedhash.nn.gather.LevelRuns`), computed without sorting at all; this is what
+training uses. Each sorter can also return its dense soft permutation (``n x n`` a row)
 for inspection and tests; training never builds it (see :mod:`sortedhash.nn.gather`).
 
 Candidates with equal Hamming similarity (ties, the common case with short codes) hold
@@ -25,7 +28,7 @@ import warnings
 
 import torch
 
-from .gather import anchored_soft_gather, grid_soft_gather, levels_of
+from .gather import anchored_soft_gather, grid_level_gather, grid_soft_gather, levels_of
 
 __all__ = ["SoftSort", "TorchsortSorter", "NoSort", "make_sorter", "split_tie_gradient"]
 
@@ -115,6 +118,13 @@ class SoftSort:
             c_sorted = split_tie_gradient(c_sorted, levels_of(hard.values, n_levels), n_levels)
         return c_sorted
 
+    def sorted_list(self, scores, values):
+        """The sorted lists of ``self(scores, values)``: :class:`~sortedhash.nn.gather.LevelRuns`
+        with ``split_ties`` (no sort; same loss and gradients), else the dense tensor."""
+        if self.split_ties:
+            return grid_level_gather(scores, values, n_levels=self.n_bits + 1, temperature=self.tau)
+        return self(scores, values)
+
 
 class TorchsortSorter:
     """Soft sort by torchsort; its soft-sorted values anchor the SoftSort kernel.
@@ -184,6 +194,18 @@ class TorchsortSorter:
             c_sorted = split_tie_gradient(c_sorted, levels_of(_hard_sort(scores).values, n_levels), n_levels)
         return c_sorted
 
+    def sorted_list(self, scores, values):
+        """The sorted lists of ``self(scores, values)`` in their cheapest exact form.
+
+        Similarities lie in [0, 1], so up to ``regularization_strength=1`` torchsort's
+        anchors are the hard-sorted similarities and the lists are :class:`SoftSort`'s: with
+        ``split_ties`` they come as :class:`~sortedhash.nn.gather.LevelRuns`, without calling
+        torchsort or sorting (same loss and gradients). Otherwise the dense tensor.
+        """
+        if self.split_ties and self.regularization_strength <= 1.0:
+            return grid_level_gather(scores, values, n_levels=self.n_bits + 1, temperature=self.tau)
+        return self(scores, values)
+
 
 class NoSort:
     """No sorting: the anchor's own other view first, then the other samples in index order.
@@ -208,6 +230,8 @@ class NoSort:
     def __call__(self, scores, values):
         n, m = values.shape
         return values.gather(1, self._order(n, m, values.device))
+
+    sorted_list = __call__
 
 
 def _torchsort_has_cuda():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sortedhash.nn.gather import anchored_soft_gather, grid_soft_gather
+from sortedhash.nn.gather import anchored_soft_gather, grid_level_gather, grid_soft_gather
 
 
 def _dense(anchors, scores, values, tau):
@@ -75,3 +75,35 @@ def test_anchored_gather_float32_path_matches_float64_reference():
     (ref * upstream).sum().backward()
     for mine, dense in [(a1, a2), (s1, s2), (v1, v2)]:
         torch.testing.assert_close(mine.grad.double(), dense.grad, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("n, n_bits", [(10, 8), (17, 16), (12, 4), (40, 64)])
+def test_level_runs_are_the_sorted_grid_gather(n, n_bits):
+    scores, values, _ = _problem(n, n_bits, seed=n + 1)
+    runs = grid_level_gather(scores, values, n_levels=n_bits + 1, temperature=1.0 / n_bits)
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    by_sample = grid_soft_gather(scores, values, n_levels=n_bits + 1, temperature=1.0 / n_bits)
+    assert runs.length == n and runs.values.shape == runs.counts.shape == (n, n_bits + 1)
+    torch.testing.assert_close(runs.counts.sum(1), torch.full((n,), float(n), dtype=runs.counts.dtype))
+    torch.testing.assert_close(runs.dense(), by_sample.gather(1, order))
+
+
+def test_level_runs_gradient_is_the_grid_gather_fed_each_level_its_mean_gradient():
+    # The runs' backward shares a level's gradient evenly among its samples: the grid
+    # gather given, at every sample, the mean upstream gradient of its level's positions.
+    n, n_bits = 30, 8
+    scores, values, _ = _problem(n, n_bits, seed=2)
+    g_runs = torch.randn(n, n_bits + 1, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    s1, v1 = scores.clone().requires_grad_(), values.clone().requires_grad_()
+    runs = grid_level_gather(s1, v1, n_levels=n_bits + 1, temperature=1.0 / n_bits)
+    (runs.values * g_runs).sum().backward()
+
+    s2, v2 = scores.clone().requires_grad_(), values.clone().requires_grad_()
+    by_sample = grid_soft_gather(s2, v2, n_levels=n_bits + 1, temperature=1.0 / n_bits)
+    level = torch.round(scores * n_bits).long()
+    counts = runs.counts.flip(1)  # level order
+    per_sample = (g_runs.flip(1) / counts.clamp_min(1)).gather(1, level)
+    (by_sample * per_sample).sum().backward()
+    torch.testing.assert_close(s1.grad, s2.grad)
+    torch.testing.assert_close(v1.grad, v2.grad)
+    assert s1.grad.abs().sum() > 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sortedhash.nn import NSHLoss, code_nt_xent, hamming_similarity, make_sorter, quantization_loss, sign_ste, sorted_nce
+from sortedhash.nn import LevelRuns, NSHLoss, code_nt_xent, hamming_similarity, make_sorter, quantization_loss, sign_ste, sorted_nce
 
 
 def test_sorted_nce_hand_computed():
@@ -13,6 +13,27 @@ def test_sorted_nce_hand_computed():
     neg = math.exp(0.1 / tau) + math.exp(-0.2 / tau)
     expected = -0.5 * sum(math.log(math.exp(v / tau) / (math.exp(v / tau) + neg)) for v in (0.9, 0.5))
     assert sorted_nce(c, 2, tau).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_sorted_nce_of_runs_equals_the_dense_list():
+    # Runs of 2, 0, 3 and 1 positions: m = 3 and 4 cut a run, m = 2 ends one, an empty run between.
+    runs = LevelRuns(torch.tensor([[0.9, 7.0, 0.2, -0.4]]), torch.tensor([[2.0, 0.0, 3.0, 1.0]]), 6)
+    dense = torch.tensor([[0.9, 0.9, 0.2, 0.2, 0.2, -0.4]])
+    torch.testing.assert_close(runs.dense(), dense)
+    for m in range(1, 6):
+        values = runs.values.clone().requires_grad_()
+        loss = sorted_nce(LevelRuns(values, runs.counts, 6), m, 0.3)
+        loss.backward()
+        expanded = dense.clone().requires_grad_()
+        expected = sorted_nce(expanded, m, 0.3)
+        expected.backward()
+        torch.testing.assert_close(loss, expected)
+        # A run's gradient is the sum over its positions; the empty run gets none.
+        sums = torch.stack([expanded.grad[0, :2].sum(), torch.tensor(0.0), expanded.grad[0, 2:5].sum(),
+                            expanded.grad[0, 5]])
+        torch.testing.assert_close(values.grad[0], sums)
+    with pytest.raises(ValueError, match="n_positives"):
+        sorted_nce(runs, 6, 0.3)
 
 
 def test_sorted_nce_rejects_bad_m():

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sortedhash.nn import HashingNetwork, MLPBackbone, NoSort, SoftSort, TorchsortSorter, sorted_nce
+from sortedhash.nn import HashingNetwork, LevelRuns, MLPBackbone, NoSort, SoftSort, TorchsortSorter, sorted_nce
 from sortedhash.nn.losses import hamming_similarity
 
 
@@ -168,3 +168,34 @@ def test_gradient_does_not_depend_on_the_order_of_candidates(name):
     out_p, grad_p = _output_and_score_gradient(sorter, scores[:, perm], values[:, perm], upstream)
     torch.testing.assert_close(out_p, out)  # sorted lists do not see the candidates' order
     torch.testing.assert_close(grad_p, grad[:, perm])
+
+
+@pytest.mark.parametrize("name", SORTERS)
+def test_sorted_list_is_the_sorted_lists_as_runs_with_the_same_loss_and_gradients(name):
+    # Training reads sorted_list: the same SortedNCE and gradients as the dense lists.
+    n_bits = 8
+    scores, values, _ = _tied_problem(n_bits=n_bits, seed=13)
+    sorter = SORTERS[name](n_bits, 1.0)
+    grads = []
+    for form in (sorter, sorter.sorted_list):
+        s, v = scores.clone().requires_grad_(), values.clone().requires_grad_()
+        out = form(s, v)
+        loss = sorted_nce(out, 5, 0.2)
+        loss.backward()
+        grads.append((out, loss.detach(), s.grad, v.grad))
+    (dense, *reference), (runs, *mine) = grads
+    assert isinstance(runs, LevelRuns) and isinstance(dense, torch.Tensor)
+    torch.testing.assert_close(runs.dense().detach(), dense.detach())
+    for a, b in zip(mine, reference):
+        torch.testing.assert_close(a, b)
+
+
+def test_sorted_list_is_dense_where_runs_would_change_the_result():
+    scores, values, _ = _tied_problem(n_bits=8, seed=17)
+    # Each sort's own assignment of tied positions, or torchsort's anchors off the grid.
+    for sorter in (SoftSort(8, split_ties=False), TorchsortSorter(8, split_ties=False),
+                   TorchsortSorter(8, regularization_strength=4.0)):
+        out = sorter.sorted_list(scores, values)
+        assert isinstance(out, torch.Tensor)
+        torch.testing.assert_close(out, sorter(scores, values))
+    assert isinstance(NoSort().sorted_list(scores, values), torch.Tensor)
