@@ -1,19 +1,19 @@
-"""Training cost of NSH: a sorted step against a plain NCE step, skorch against a bare loop.
+"""Training cost of NSH: what the sorted term costs over a plain contrastive fit.
 
 Prints, in one run on the same machine:
-1. the time of one NSH training step (two views, encoder forward and backward, sorter,
-   SortedNCE, Adam) for each sorter at batch sizes 64, 128 and 256, against a plain NCE step
-   (no sorting, one positive) on the same encoder, and their ratio;
-2. the time of one epoch through skorch (the net NSHTransformer builds) against a
-   hand-written PyTorch loop doing the same work, and their ratio;
-3. with ``--fit-epochs E``, the fit time of NSHTransformer with its defaults against plain
-   NCE (``sorted_weight=0``) on a (10000, d) array for E epochs (best of two, round robin).
+1. the headline: the fit time of ``NSHTransformer()`` with its defaults against plain
+   contrastive hashing (``sorted_weight=0``, the same estimator without the sorted term) on
+   a (10000, d) array for ``--fit-epochs`` epochs, best of two, round robin, and their
+   ratio; on the CPU and, when there is one, on the GPU;
+2. where the difference goes, one training step (median) at batch 64, 128 and 256:
+   the plain contrastive step; the same step that also trains the latent head through
+   InfoNCE on the latent similarities (``sorter="none"``, one positive: the values NSH
+   sorts, without any sort); and the NSH step. The second column minus the first is the
+   latent head's cost, the third minus the second the sort's;
+3. unless ``--skip-epoch``, one epoch through skorch (the net NSHTransformer builds) against
+   a hand-written PyTorch loop doing the same work.
 
-Part 1's "plain NCE" step is InfoNCE on the latents with no sort (the faithful form at m = 1);
-the defaults' plain contrastive step (code NT-Xent only) is cheaper, so part 3 is the one to
-read for what the defaults cost.
-
-Run: ``python benchmarks/train_step.py [--n-features 512] [--n-bits 64] [--device cuda]``.
+Run: ``python benchmarks/train_step.py [--n-features 384] [--n-bits 64] [--fit-epochs 10]``.
 """
 
 import argparse
@@ -24,24 +24,13 @@ import numpy as np
 import torch
 
 from sortedhash import NSHTransformer
-from sortedhash.nn import FeatureNoise, HashingNetwork, MLPBackbone, NSHLoss, make_sorter
 
-
-def make_step(n_features, n_bits, sorter, n_positives, device="cpu"):
-    torch.manual_seed(0)
-    module = HashingNetwork(MLPBackbone(n_features, (1024,)), 1024, n_bits, 256).to(device)
-    loss_fn = NSHLoss(make_sorter(sorter, n_bits), n_positives=n_positives, temperature=0.2)
-    augment = FeatureNoise(0.3, 0.1)
-    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
-
-    def step(x):
-        optimizer.zero_grad()
-        loss = loss_fn(module(augment(x)), module(augment(x)))
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return step
+# A fit's sorted-term parameters; everything else is shared by the three steps of part 2.
+STEPS = {
+    "plain": dict(sorted_weight=0.0),
+    "+ latent head": dict(sorter="none", n_positives=1),
+    "NSH": {},
+}
 
 
 def synchronize(device):
@@ -49,17 +38,49 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
-def time_steps(step, x, repeats):
-    for _ in range(3):
-        step(x)  # warm-up
-    times = []
+def fit_times(X, n_bits, epochs, device, rounds=2):
+    """Best fit time of the defaults and of sorted_weight=0 over ``rounds`` round-robin rounds."""
+    best = {}
+    for _ in range(rounds):  # round robin: slow drifts of the machine hit both alike
+        for label, params in (("plain", dict(sorted_weight=0.0)), ("NSH", {})):
+            start = time.perf_counter()
+            NSHTransformer(n_bits=n_bits, max_epochs=epochs, device=device, random_state=0, **params).fit(X)
+            synchronize(device)
+            best[label] = min(best.get(label, np.inf), time.perf_counter() - start)
+    return best
+
+
+def make_step(X, n_bits, batch, device, params):
+    """One training step of the net NSHTransformer builds, on a fixed batch (views by feature
+    noise alone: drawing neighbour-mixed views is an indexing, the same in every step)."""
+    model = NSHTransformer(n_bits=n_bits, batch_size=batch, max_epochs=1, random_state=0, device=device,
+                           mix_neighbors=0, **params).fit(X[:batch])
+    net = model.net_
+    x = torch.as_tensor(X[:batch]).to(net.device)
+
+    def step():
+        net.optimizer_.zero_grad()
+        loss = net.train_step_single((x, None))["loss"]
+        net.optimizer_.step()
+        loss.item()  # skorch reads the loss every batch too
+
+    return step
+
+
+def median_step_times(steps, device, repeats):
+    """Median time of each step, the steps interleaved so that drifts hit all alike."""
+    for step in steps.values():
+        for _ in range(3):
+            step()  # warm-up
+    times = {label: [] for label in steps}
     for _ in range(repeats):
-        synchronize(x.device)
-        start = time.perf_counter()
-        step(x)
-        synchronize(x.device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for label, step in steps.items():
+            synchronize(device)
+            start = time.perf_counter()
+            step()
+            synchronize(device)
+            times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(t) for label, t in times.items()}
 
 
 def bare_epoch(model, X, batch_size):
@@ -79,63 +100,66 @@ def bare_epoch(model, X, batch_size):
         loss.item()  # skorch reads the loss every batch too
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-features", type=int, default=512)
-    parser.add_argument("--n-bits", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--device", default="cpu", help='"cpu", "cuda" or "auto"')
-    parser.add_argument("--fit-epochs", type=int, default=0, help="also time whole fits of this many epochs")
-    parser.add_argument("--skip-epoch", action="store_true", help="skip part 2 (skorch against a bare loop)")
-    args = parser.parse_args()
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    on_cuda = torch.device(device).type == "cuda"
-    name = torch.cuda.get_device_name() if on_cuda else f"cpu, {torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__}, {name}, d={args.n_features}, b={args.n_bits}, MLP d->1024->(b, 256)")
+def describe(device):
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu, {torch.get_num_threads()} threads"
 
-    print("\n1. one training step (median), NSH (m=8) vs plain NCE (no sort, m=1)")
-    print(f"{'batch':>6} | {'plain NCE ms':>12} | {'sorter':>15} | {'NSH ms':>8} | ratio")
-    for batch in (64, 128, 256):
-        x = torch.randn(batch, args.n_features, device=device)
-        base = time_steps(make_step(args.n_features, args.n_bits, "none", 1, device), x, args.repeats)
-        for sorter in ("softsort", "torchsort"):
-            t = time_steps(make_step(args.n_features, args.n_bits, sorter, 8, device), x, args.repeats)
-            print(f"{batch:>6} | {1e3 * base:12.2f} | {sorter:>15} | {1e3 * t:8.2f} | {t / base:5.2f}x", flush=True)
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-features", type=int, default=384)
+    parser.add_argument("--n-bits", type=int, default=64)
+    parser.add_argument("--n-samples", type=int, default=10000, help="rows of the fits of part 1")
+    parser.add_argument("--fit-epochs", type=int, default=10, help="epochs of the fits of part 1")
+    parser.add_argument("--batches", type=int, nargs="+", default=[64, 128, 256], help="batch sizes of part 2")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--device", default=None,
+                        help='"cpu" or "cuda"; by default the CPU, and the GPU too when there is one')
+    parser.add_argument("--skip-epoch", action="store_true", help="skip part 3 (skorch against a bare loop)")
+    args = parser.parse_args(argv)
+    devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    X = np.random.default_rng(0).standard_normal((args.n_samples, args.n_features)).astype(np.float32)
+    print(f"torch {torch.__version__}, {args.n_samples} x {args.n_features} -> {args.n_bits} bits, "
+          f"NSHTransformer defaults (MLP d->1024->(bits, 256), batch 128)")
+
+    print(f"\n1. fit, {args.fit_epochs} epochs, best of two: NSH defaults against sorted_weight=0")
+    for device in devices:
+        best = fit_times(X, args.n_bits, args.fit_epochs, device)
+        print(f"{describe(device)}: NSH {best['NSH']:.2f} s, plain {best['plain']:.2f} s, "
+              f"ratio {best['NSH'] / best['plain']:.2f}x", flush=True)
+
+    print("\n2. one training step (median ms): plain, + latent head (InfoNCE on the latents, no sort), NSH")
+    for device in devices:
+        print(describe(device))
+        print(f"{'batch':>6} | {'plain':>7} | {'+ latent head':>13} | {'NSH':>7} | latent head | sort | NSH / plain")
+        for batch in args.batches:
+            steps = {label: make_step(X, args.n_bits, batch, device, params) for label, params in STEPS.items()}
+            t = median_step_times(steps, device, args.repeats)
+            plain, latent, nsh = t["plain"], t["+ latent head"], t["NSH"]
+            print(f"{batch:>6} | {1e3 * plain:7.2f} | {1e3 * latent:13.2f} | {1e3 * nsh:7.2f} | "
+                  f"{(latent - plain) / plain:+10.0%} | {(nsh - latent) / plain:+4.0%} | {nsh / plain:10.2f}x",
+                  flush=True)
 
     if not args.skip_epoch:
-        print("\n2. one epoch, skorch (NSHTransformer's net) vs a bare PyTorch loop")
-        rng = np.random.default_rng(0)
-        X = rng.standard_normal((8192, args.n_features)).astype(np.float32)
-        for batch in (64, 256):
-            model = NSHTransformer(n_bits=args.n_bits, batch_size=batch, max_epochs=1, random_state=0,
-                                   device=device, sorted_weight=1.0, code_nce_weight=0.0).fit(X[:batch * 2])
-            skorch_times, bare_times = [], []
-            for _ in range(3):
-                start = time.perf_counter()
-                model.net_.partial_fit(X, epochs=1)
-                synchronize(device)
-                skorch_times.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                bare_epoch(model, X, batch)
-                synchronize(device)
-                bare_times.append(time.perf_counter() - start)
-            s, b = min(skorch_times), min(bare_times)
-            print(f"batch {batch:>4}: skorch {s:6.2f} s, bare loop {b:6.2f} s, ratio {s / b:5.2f}x")
-
-    if args.fit_epochs:
-        print(f"\n3. fit, 10000 x {args.n_features}, {args.fit_epochs} epochs, {args.n_bits} bits, defaults")
-        X = np.random.default_rng(0).standard_normal((10000, args.n_features)).astype(np.float32)
-        fits = [("plain NCE", dict(sorted_weight=0.0)), ("NSH torchsort", {}), ("NSH softsort", dict(sorter="softsort"))]
-        best = {}
-        for _ in range(2):  # round robin, best of two: slow drifts of the machine hit all alike
-            for label, params in fits:
-                start = time.perf_counter()
-                NSHTransformer(n_bits=args.n_bits, max_epochs=args.fit_epochs, device=device, random_state=0,
-                               **params).fit(X)
-                synchronize(device)
-                best[label] = min(best.get(label, np.inf), time.perf_counter() - start)
-        for label, t in best.items():
-            print(f"{label:>26}: {t:7.1f} s  ({t / best['plain NCE']:4.2f}x plain)", flush=True)
+        print("\n3. one epoch, skorch (NSHTransformer's net) vs a bare PyTorch loop")
+        for device in devices:
+            for batch in (64, 256):
+                model = NSHTransformer(n_bits=args.n_bits, batch_size=batch, max_epochs=1, random_state=0,
+                                       device=device, mix_neighbors=0).fit(X[:batch * 2])
+                skorch_times, bare_times = [], []
+                for _ in range(3):
+                    start = time.perf_counter()
+                    model.net_.partial_fit(X, epochs=1)
+                    synchronize(device)
+                    skorch_times.append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    bare_epoch(model, X, batch)
+                    synchronize(device)
+                    bare_times.append(time.perf_counter() - start)
+                s, b = min(skorch_times), min(bare_times)
+                print(f"{describe(device)}, batch {batch:>4}: skorch {s:6.2f} s, bare loop {b:6.2f} s, "
+                      f"ratio {s / b:5.2f}x")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -167,3 +168,20 @@ def test_dask_scale_compares_both_paths_and_checks_they_agree():
         "encode", "fit brute", "search brute", "fit auto", "search auto", "total", "total"]
     assert "codes differing: 0 of 60,000 rows (0 bits); identical neighbours: True" in result.stdout
     assert "peak RSS of the client" in result.stdout
+
+
+def test_train_step_prints_the_fit_ratio_and_the_step_breakdown():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "train_step.py"), "--n-features", "16", "--n-bits", "8",
+           "--n-samples", "300", "--fit-epochs", "1", "--batches", "32", "--repeats", "2", "--device", "cpu"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    fit = next(line for line in out.splitlines() if line.startswith("cpu") and "ratio" in line)
+    nsh, plain, ratio = map(float, re.search(r"NSH ([\d.]+) s, plain ([\d.]+) s, ratio ([\d.]+)x", fit).groups())
+    # The times are printed to 0.01 s, the ratio from the unrounded times.
+    assert (nsh - 0.005) / (plain + 0.005) - 0.005 <= ratio <= (nsh + 0.005) / (plain - 0.005) + 0.005
+    step = next(line for line in out.splitlines() if line.strip().startswith("32 |"))
+    cells = [c.strip() for c in step.split("|")]
+    assert float(cells[-1].rstrip("x")) == pytest.approx(float(cells[3]) / float(cells[1]), abs=0.01)
+    assert "skorch" in out and "bare loop" in out
