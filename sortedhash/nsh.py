@@ -75,7 +75,8 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         ``n_positives=1`` SortedNCE is then plain InfoNCE). Both sorters give candidates
         tied in Hamming distance the mean gradient of their sorted positions, so training
         depends on no tie order; at ``regularization_strength`` up to 1.0 they compute the
-        same loss and gradient, and softsort is the cheaper.
+        same loss and gradient, through the same code (no sort is run: each sorted list is
+        one value and one count a Hamming level).
     n_positives : int or "auto", default="auto"
         ``m``: leading sorted positions treated as positives by SortedNCE. "auto" is 4
         below 32 bits and 8 from 32 bits on (short codes take few distinct Hamming
