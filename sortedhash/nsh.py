@@ -91,8 +91,8 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         smaller is harder. Up to 1.0 its sorted values equal the hard sort (similarities lie
         in [0, 1]); gaps of one Hamming step are smoothed from about ``n_bits`` on.
     sorted_weight : float, default=0.1
-        Weight of SortedNCE. 0 skips the sort: plain contrastive hashing, about two thirds
-        of the training time.
+        Weight of SortedNCE. 0 skips the sort and leaves the latent head untrained: plain
+        contrastive hashing, about 0.7 of the training time.
     code_nce_weight : float, default=1.0
         Weight of an NT-Xent term between the two views' codes. The paper's NSH is
         ``sorted_weight=1.0, code_nce_weight=0.0`` (see the user guide).
