@@ -166,7 +166,13 @@ def test_dask_scale_compares_both_paths_and_checks_they_agree():
     stages = [line.split()[0:2] for line in result.stdout.splitlines()[3:10]]
     assert [" ".join(s) if s[0] in ("fit", "search") else s[0] for s in stages] == [
         "encode", "fit brute", "search brute", "fit auto", "search auto", "total", "total"]
-    assert "codes differing: 0 of 60,000 rows (0 bits); identical neighbours: True" in result.stdout
+    # The one-process side encodes with every core, the workers with one thread each: BLAS
+    # then rounds some products differently, and a projection within rounding of 0 may get
+    # the other bit (documented; 1 row of 60,000 with this release's model, 0 before).
+    differing = re.search(r"codes differing: (\d+) of 60,000 rows \((\d+) bits\); identical neighbours: True",
+                          result.stdout)
+    assert differing is not None, result.stdout
+    assert int(differing[1]) <= 6 and int(differing[2]) == int(differing[1])  # one bit a row at most
     assert "peak RSS of the client" in result.stdout
 
 
