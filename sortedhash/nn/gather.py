@@ -62,6 +62,7 @@ class LevelRuns(NamedTuple):
         run = torch.searchsorted(ends, positions.contiguous(), right=True)
         return self.values.gather(1, run)
 
+
 def levels_of(scores, n_levels):
     """Integer level index of each similarity on the grid ``0, 1/(L-1), ..., 1``."""
     return torch.round(scores.detach() * (n_levels - 1)).long().clamp_(0, n_levels - 1)
@@ -86,7 +87,10 @@ def _grid_kernel(n_levels, tau, dtype, device):
 
 
 def _grid_forward(scores, values, n_levels, tau):
-    """Level tables and the SoftSort kernel on the grid: what both grid gathers compute."""
+    """Level tables and the SoftSort kernel on the grid: what both grid gathers compute.
+
+    Returns ``c_level`` and what backward needs: (level, values, A, N, Z, c_level, K, D).
+    """
     level = levels_of(scores, n_levels)
     A, N = _level_sums(level, values, n_levels)
     K, D = _grid_kernel(n_levels, tau, values.dtype, values.device)
@@ -124,13 +128,14 @@ class _GridSoftGather(torch.autograd.Function):
     def forward(ctx, scores, values, n_levels, tau):
         c_level, saved = _grid_forward(scores, values, n_levels, tau)
         ctx.save_for_backward(*saved)
-        return c_level.gather(1, saved[0])
+        level = saved[0]
+        return c_level.gather(1, level)
 
     @staticmethod
     def backward(ctx, grad_out):
         saved = ctx.saved_tensors
-        level, n_levels = saved[0], saved[-1].shape[0]
-        g_level = grad_out.new_zeros(grad_out.shape[0], n_levels).scatter_add_(1, level, grad_out)
+        level, N = saved[0], saved[3]
+        g_level = torch.zeros_like(N).scatter_add_(1, level, grad_out)
         grad_scores, grad_values, R = _grid_backward(saved, g_level)
         # Each sample anchors the position it holds: its own gradient times its level's R.
         return grad_scores + grad_out * R.gather(1, level), grad_values, None, None
@@ -147,8 +152,9 @@ class _GridLevelGather(torch.autograd.Function):
     def forward(ctx, scores, values, n_levels, tau):
         c_level, saved = _grid_forward(scores, values, n_levels, tau)
         ctx.save_for_backward(*saved)
-        ctx.mark_non_differentiable(saved[3])
-        return c_level, saved[3]
+        N = saved[3]
+        ctx.mark_non_differentiable(N)
+        return c_level, N
 
     @staticmethod
     def backward(ctx, g_level, _):
