@@ -13,7 +13,8 @@ Prints, in one run on the same machine:
 3. unless ``--skip-epoch``, one epoch through skorch (the net NSHTransformer builds) against
    a hand-written PyTorch loop doing the same work.
 
-Run: ``python benchmarks/train_step.py [--n-features 384] [--n-bits 64] [--fit-epochs 50]``.
+Run: ``python benchmarks/train_step.py [--n-features 384] [--n-bits 64] [--fit-epochs 50]
+[--latent-dim 64]``.
 """
 
 import argparse
@@ -25,7 +26,7 @@ import torch
 
 from sortedhash import NSHTransformer
 
-# A fit's sorted-term parameters; everything else is shared by the three steps of part 2.
+# Each fit's and step's sorted-term parameters; everything else is shared.
 STEPS = {
     "plain": dict(sorted_weight=0.0),
     "+ latent head": dict(sorter="none", n_positives=1),
@@ -38,13 +39,14 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
-def fit_times(X, n_bits, epochs, device, rounds=2):
+def fit_times(X, n_bits, epochs, device, shared, rounds=2):
     """Best fit time of the defaults and of sorted_weight=0 over ``rounds`` round-robin rounds."""
     best = {}
     for _ in range(rounds):  # round robin: slow drifts of the machine hit both alike
-        for label, params in (("plain", dict(sorted_weight=0.0)), ("NSH", {})):
+        for label in ("plain", "NSH"):
             start = time.perf_counter()
-            NSHTransformer(n_bits=n_bits, max_epochs=epochs, device=device, random_state=0, **params).fit(X)
+            NSHTransformer(n_bits=n_bits, max_epochs=epochs, device=device, random_state=0, **shared,
+                           **STEPS[label]).fit(X)
             synchronize(device)
             best[label] = min(best.get(label, np.inf), time.perf_counter() - start)
     return best
@@ -117,16 +119,19 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--device", default=None,
                         help='"cpu" or "cuda"; by default the CPU, and the GPU too when there is one')
+    parser.add_argument("--latent-dim", type=int, default=None,
+                        help="latent head width of every fit and step (default: NSHTransformer's, 256)")
     parser.add_argument("--skip-epoch", action="store_true", help="skip part 3 (skorch against a bare loop)")
     args = parser.parse_args(argv)
+    shared = {} if args.latent_dim is None else {"latent_dim": args.latent_dim}
     devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     X = np.random.default_rng(0).standard_normal((args.n_samples, args.n_features)).astype(np.float32)
     print(f"torch {torch.__version__}, {args.n_samples} x {args.n_features} -> {args.n_bits} bits, "
-          f"NSHTransformer defaults (MLP d->1024->(bits, 256), batch 128)")
+          f"NSHTransformer defaults (MLP d->1024->(bits, {args.latent_dim or 256}), batch 128)")
 
     print(f"\n1. fit, {args.fit_epochs} epochs, best of two: NSH defaults against sorted_weight=0")
     for device in devices:
-        best = fit_times(X, args.n_bits, args.fit_epochs, device)
+        best = fit_times(X, args.n_bits, args.fit_epochs, device, shared)
         print(f"{describe(device)}: NSH {best['NSH']:.2f} s, plain {best['plain']:.2f} s, "
               f"ratio {best['NSH'] / best['plain']:.2f}x", flush=True)
 
@@ -135,7 +140,8 @@ def main(argv=None):
         print(describe(device))
         print(f"{'batch':>6} | {'plain':>7} | {'+ latent head':>13} | {'NSH':>7} | latent head | sort | NSH / plain")
         for batch in args.batches:
-            steps = {label: make_step(X, args.n_bits, batch, device, params) for label, params in STEPS.items()}
+            steps = {label: make_step(X, args.n_bits, batch, device, {**shared, **params})
+                     for label, params in STEPS.items()}
             t = median_step_times(steps, device, args.repeats)
             plain, latent, nsh = t["plain"], t["+ latent head"], t["NSH"]
             print(f"{batch:>6} | {1e3 * plain:7.2f} | {1e3 * latent:13.2f} | {1e3 * nsh:7.2f} | "
@@ -147,7 +153,7 @@ def main(argv=None):
         for device in devices:
             for batch in (64, 256):
                 model = NSHTransformer(n_bits=args.n_bits, batch_size=batch, max_epochs=1, random_state=0,
-                                       device=device, mix_neighbors=0).fit(X[:batch * 2])
+                                       device=device, mix_neighbors=0, **shared).fit(X[:batch * 2])
                 skorch_times, bare_times = [], []
                 for _ in range(3):
                     start = time.perf_counter()

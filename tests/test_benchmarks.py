@@ -179,7 +179,8 @@ def test_dask_scale_compares_both_paths_and_checks_they_agree():
 def test_train_step_prints_the_fit_ratio_and_the_step_breakdown():
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, str(ROOT / "benchmarks" / "train_step.py"), "--n-features", "16", "--n-bits", "8",
-           "--n-samples", "300", "--fit-epochs", "1", "--batches", "32", "--repeats", "2", "--device", "cpu"]
+           "--n-samples", "300", "--fit-epochs", "1", "--batches", "32", "--repeats", "2", "--device", "cpu",
+           "--latent-dim", "8"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
@@ -191,3 +192,4 @@ def test_train_step_prints_the_fit_ratio_and_the_step_breakdown():
     cells = [c.strip() for c in step.split("|")]
     assert float(cells[-1].rstrip("x")) == pytest.approx(float(cells[3]) / float(cells[1]), abs=0.01)
     assert "skorch" in out and "bare loop" in out
+    assert "(bits, 8)" in out.splitlines()[0]
