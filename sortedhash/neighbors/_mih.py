@@ -42,10 +42,11 @@ def auto_n_substrings(n_samples, n_bits):
 
 
 # Codes a scan compares in the time MIH spends on one unit of work (a bucket probe or a
-# candidate checked), measured on this project's machines (one thread): 90 to 150 at 64 bits.
-# Wider codes make the scan dearer per code and MIH's checks dearer per candidate, about
-# equally, so one figure serves every width.
-SCAN_CODES_PER_WORK = 120
+# candidate checked), measured on this project's machines (one thread, 64 bits): 55 to 65 on
+# uniform codes (1M), where the work is mostly probes of near-empty buckets, and 95 to 105 on
+# learned codes (10M), where it is mostly candidates. Wider codes make the scan dearer per
+# code and MIH's checks dearer per candidate, about equally, so one figure serves every width.
+SCAN_CODES_PER_WORK = 80
 
 
 def probe_count(index, radius):
@@ -178,20 +179,21 @@ def _fill_table(words, start, length, offsets, rows):
 
 
 @njit(nogil=True, inline="always")
-def _owned_distance(x, starts, lengths, table, s):
-    """Full distance of a candidate whose XOR with the query is ``x``, if this probe
-    (table, substring radius s) is the first to reach it, else -1 (it was or will be
-    counted at an earlier probe)."""
-    total = 0
+def _substring_masks(starts, lengths, word, low, high):
+    """Substring j of a code is ``(x[word[j]] & low[j]) | (x[word[j] + 1] & high[j])``, up to
+    a shift: its popcount needs no shift. ``word[j] + 1`` is the padding word (zero) when
+    the substring does not cross into the next word."""
     for j in range(starts.shape[0]):
-        if j == table:
-            total += s
-            continue
-        d = _popcount(_substring(x, starts[j], lengths[j]))
-        if d < s or (d == s and j < table):
-            return -1
-        total += d
-    return total
+        w = starts[j] >> 6
+        o = starts[j] & 63
+        end = o + lengths[j]
+        word[j] = w
+        if end <= 64:
+            low[j] = ((np.uint64(1) << np.uint64(lengths[j])) - np.uint64(1)) << np.uint64(o)
+            high[j] = np.uint64(0)
+        else:
+            low[j] = ~((np.uint64(1) << np.uint64(o)) - np.uint64(1))
+            high[j] = (np.uint64(1) << np.uint64(end - 64)) - np.uint64(1)
 
 
 @njit(nogil=True)
@@ -215,7 +217,12 @@ def _probe_round(db, query, qkeys, index_arrays, binomials, s, mode, exclude, li
     lo = np.empty(_BATCH, dtype=np.int64)
     hi = np.empty(_BATCH, dtype=np.int64)
     cand = np.empty(_BATCH, dtype=np.int64)
-    xors = np.zeros((_BATCH, n_words + 1), dtype=np.uint64)  # the last word stays 0 (_substring)
+    xors = np.zeros((n_words + 1, _BATCH), dtype=np.uint64)  # the last word stays 0 (padding)
+    word = np.empty(starts.shape[0], dtype=np.int64)
+    low = np.empty(starts.shape[0], dtype=np.uint64)
+    high = np.empty(starts.shape[0], dtype=np.uint64)
+    _substring_masks(starts, lengths, word, low, high)
+    scratch = np.empty((2, _BATCH), dtype=np.int64)  # per candidate: distance, not owned
     for j in range(starts.shape[0]):
         length = lengths[j]
         if s > length:
@@ -264,10 +271,11 @@ def _probe_round(db, query, qkeys, index_arrays, binomials, s, mode, exclude, li
                     cand[n_cand] = np.int64(rows[j, p])
                     n_cand += 1
                     if n_cand == _BATCH:
-                        _visit(db, query, cand, n_cand, xors, starts, lengths, j, s, mode, exclude, limit, state,
-                               buf, pos)
+                        _visit(db, query, cand, n_cand, xors, (word, low, high), scratch, j, s, mode, exclude,
+                               limit, state, buf, pos)
                         n_cand = 0
-        _visit(db, query, cand, n_cand, xors, starts, lengths, j, s, mode, exclude, limit, state, buf, pos)
+        _visit(db, query, cand, n_cand, xors, (word, low, high), scratch, j, s, mode, exclude, limit, state, buf,
+               pos)
         if mode == 0:
             # Tables 0..j probed at radius s (and all at radius < s): an unseen code differs
             # by >= s + 1 bits on those substrings and >= s on the others, so every code
@@ -279,19 +287,41 @@ def _probe_round(db, query, qkeys, index_arrays, binomials, s, mode, exclude, li
 
 
 @njit(nogil=True, inline="always")
-def _visit(db, query, cand, n_cand, xors, starts, lengths, table, s, mode, exclude, limit, state, buf, pos):
-    """Check a batch of candidates reached by table ``table`` at substring radius ``s``."""
+def _visit(db, query, cand, n_cand, xors, masks, scratch, table, s, mode, exclude, limit, state, buf, pos):
+    """Check a batch of candidates reached by table ``table`` at substring radius ``s``.
+
+    A candidate is counted here only if this probe is the first to reach it: the smallest
+    s, then the smallest table, i.e. no other substring j is closer than s (j after
+    ``table``) or as close (j before). Distances and that test run over the whole batch in
+    loops without branches, which the compiler vectorises; only the few candidates that
+    pass take a branch."""
+    word, low, high = masks
+    n_words = db.shape[0]
+    for w in range(n_words):
+        q = query[w]
+        for c in range(n_cand):
+            xors[w, c] = db[w, cand[c]] ^ q
+    dist, foreign = scratch[0], scratch[1]
+    for c in range(n_cand):
+        dist[c] = _popcount(xors[0, c])
+        foreign[c] = 0
+    for w in range(1, n_words):
+        for c in range(n_cand):
+            dist[c] += _popcount(xors[w, c])
+    for j in range(word.shape[0]):
+        if j == table:
+            continue
+        # Counted at an earlier probe when d_j < s, or d_j == s on an earlier table.
+        bound = s + 1 if j < table else s
+        a, b = xors[word[j]], xors[word[j] + 1]
+        lo, hi = low[j], high[j]
+        for c in range(n_cand):
+            foreign[c] |= (_popcount(a[c] & lo) + _popcount(b[c] & hi)) < bound
     for c in range(n_cand):
         row = cand[c]
-        for w in range(db.shape[0]):
-            xors[c, w] = db[w, row] ^ query[w]
-    for c in range(n_cand):
-        row = cand[c]
-        if row == exclude:
+        if foreign[c] or row == exclude:
             continue
-        d = _owned_distance(xors[c], starts, lengths, table, s)
-        if d < 0:
-            continue
+        d = dist[c]
         if mode == 0:
             item = (d << 32) | row
             if item < state[1]:

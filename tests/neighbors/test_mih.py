@@ -64,6 +64,20 @@ def test_every_number_of_substrings_gives_the_same_neighbours(n_substrings):
     _assert_same(nn.kneighbors(queries), _reference(queries, db, 30))
 
 
+@pytest.mark.parametrize("n_bytes, n_substrings", [(16, 10), (24, 14), (32, 19)])
+def test_substrings_that_cross_a_word_boundary_give_the_same_neighbours(n_bytes, n_substrings):
+    # 128 bits in 10 substrings: bits 52-64 straddle words 0 and 1; 192 and 256 bits alike.
+    rng = np.random.default_rng(n_bytes)
+    db = _database("clustered", 2500, n_bytes, rng)
+    queries = np.concatenate([_database("clustered", 20, n_bytes, rng), db[:10]])
+    nn = HammingNeighbors(algorithm="mih", n_substrings=n_substrings, n_neighbors=25, radius=n_bytes).fit(db)
+    tables = nn._mih
+    assert np.any(tables.starts % 64 + tables.lengths > 64)  # the case under test
+    _assert_same(nn.kneighbors(queries), _reference(queries, db, 25))
+    brute = HammingNeighbors(algorithm="brute", radius=n_bytes).fit(db)
+    _assert_same(nn.radius_neighbors(queries, sort_results=True), brute.radius_neighbors(queries, sort_results=True))
+
+
 def test_leave_one_out_queries_and_graphs_match_the_scan():
     rng = np.random.default_rng(0)
     db = _database("duplicates", 800, 8, rng)
