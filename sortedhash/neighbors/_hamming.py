@@ -34,7 +34,8 @@ _AUTO_MIH_MIN = 2**17
 _MIH_MAX_ROWS = 2**32  # row numbers in the tables are uint32
 _AUTO_SAMPLE = 16
 _AUTO_MAX_SAMPLE = 96
-_AUTO_SCAN_SAMPLE = 2
+_AUTO_SCAN_SAMPLE = 16  # one query chunk of the scan kernel: it runs them together
+_AUTO_SCAN_SHARE = 8  # ... over an eighth of the codes: the cost of two lone scans
 _INDEX_FORMAT = "sortedhash.HammingNeighbors.index/1"
 
 
@@ -367,10 +368,10 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         """MIH where it is faster than the scan, the scan elsewhere (same results).
 
         A query's MIH work (bucket probes + candidates checked) is capped at a few scans'
-        worth; queries that overrun are scanned. A few queries are timed through the scan,
-        the first ones (16 to 96, until the choice is clear) through MIH, and the rest take
-        the faster way: the overhead is those few scans when MIH wins, and the sample's MIH
-        work when it loses.
+        worth; queries that overrun are scanned. 16 queries are timed through the scan over an
+        eighth of the codes, the first ones (16 to 96, until the choice is clear) through MIH,
+        and the rest take the faster way: the overhead is two scans' worth when MIH wins, and
+        the sample's MIH work when it loses.
         """
         n_queries = len(query_words)
         if exclude is None:
@@ -393,12 +394,20 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             return by_mih(slice(None), self._threads)
         if not (scan_compiled() and mih_compiled()):
             by_mih(slice(0, 1), 1), by_scan(slice(0, 1), 1)  # load or compile the kernels before timing
-        # The samples run on one thread each: two scan queries could not use more, and the
-        # costs compared must be per query of one thread.
-        # A scan costs about the same for every query: a few queries time it.
+        # The samples run on one thread each, so the costs compare whatever n_jobs. The scan
+        # runs its queries 16 at a time over each block of codes, so one or two queries alone
+        # cost it about twice as much a query as the rest will: time a full chunk of queries,
+        # over an eighth of the codes (scan time is linear in the codes).
+        rows = self.n_samples_fit_ // _AUTO_SCAN_SHARE
         start = time.perf_counter()
-        by_scan(slice(0, _AUTO_SCAN_SAMPLE), 1)
-        scan_time = (time.perf_counter() - start) / _AUTO_SCAN_SAMPLE
+        if n_queries >= _AUTO_SCAN_SAMPLE and k < rows:
+            sample = slice(0, _AUTO_SCAN_SAMPLE)
+            knn_search(np.ascontiguousarray(self._index[:, :rows]), query_words[sample], k, self.n_bits_,
+                       exclude[sample], 1)
+            scan_time = (time.perf_counter() - start) * self.n_samples_fit_ / rows / _AUTO_SCAN_SAMPLE
+        else:
+            by_scan(slice(0, 2), 1)
+            scan_time = (time.perf_counter() - start) / 2
         # MIH's cost varies from query to query: sample until it is clearly faster or
         # slower than the scan, or until the sample is large enough to choose on its mean.
         parts, done, mih_time = [], 0, 0.0
