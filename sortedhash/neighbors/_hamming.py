@@ -399,13 +399,21 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         # cost it about twice as much a query as the rest will: time a full chunk of queries,
         # over an eighth of the codes (scan time is linear in the codes).
         rows = self.n_samples_fit_ // _AUTO_SCAN_SHARE
-        start = time.perf_counter()
+
+        def first_codes(n):  # typed as the index (read-only or not), so no new compilation
+            codes = np.ascontiguousarray(self._index[:, :n])
+            codes.flags.writeable = codes.flags.writeable and self._index.flags.writeable
+            return codes
+
         if n_queries >= _AUTO_SCAN_SAMPLE and k < rows:
             sample = slice(0, _AUTO_SCAN_SAMPLE)
-            knn_search(np.ascontiguousarray(self._index[:, :rows]), query_words[sample], k, self.n_bits_,
-                       exclude[sample], 1)
+            knn_search(first_codes(k + 1), query_words[:1], k, self.n_bits_, exclude[:1], 1)  # compiled?
+            codes = first_codes(rows)
+            start = time.perf_counter()
+            knn_search(codes, query_words[sample], k, self.n_bits_, exclude[sample], 1)
             scan_time = (time.perf_counter() - start) * self.n_samples_fit_ / rows / _AUTO_SCAN_SAMPLE
         else:
+            start = time.perf_counter()
             by_scan(slice(0, 2), 1)
             scan_time = (time.perf_counter() - start) / 2
         # MIH's cost varies from query to query: sample until it is clearly faster or
