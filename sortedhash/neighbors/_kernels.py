@@ -55,6 +55,31 @@ def _trailing_zeros(typingctx, x):
 
 
 @intrinsic
+def _prefetch(typingctx, array, i, j):
+    """Ask the CPU to start loading ``array[i, j]`` into its caches (LLVM prefetch for a
+    read, kept in every cache level), and go on without waiting: a load issued long before
+    it is needed overlaps its cache and TLB misses with other work."""
+    sig = types.void(array, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        from llvmlite import ir
+        from numba.core import cgutils
+
+        data = context.make_array(signature.args[0])(context, builder, args[0])
+        strides = cgutils.unpack_tuple(builder, data.strides, 2)
+        offset = builder.add(builder.mul(args[1], strides[0]), builder.mul(args[2], strides[1]))
+        byte = ir.IntType(8).as_pointer()
+        pointer = builder.gep(builder.bitcast(data.data, byte), [offset])
+        i32 = ir.IntType(32)
+        prefetch = builder.module.declare_intrinsic(
+            "llvm.prefetch", [byte], fnty=ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]))
+        builder.call(prefetch, [pointer, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def _below_mask(typingctx, dist, start, t):
     """Bit ``b`` set where ``dist[start + b] < t``, for b in 0..63, as one uint64: a vector
     compare LLVM lowers to mask registers (AVX-512) or compare + movemask (AVX2). Reads 64
