@@ -370,13 +370,16 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         A query's MIH work (bucket probes + candidates checked) is capped at a few scans'
         worth; queries that overrun are scanned. 16 queries are timed through the scan over an
         eighth of the codes, the first ones (16 to 96, until the choice is clear) through MIH,
-        and the rest take the faster way: the overhead is two scans' worth when MIH wins, and
-        the sample's MIH work when it loses.
+        and the rest take the faster way (the scan when most sampled MIH queries overran):
+        the overhead is two scans' worth when MIH wins, and the sample's MIH work when it
+        loses.
         """
         n_queries = len(query_words)
         if exclude is None:
             exclude = np.full(n_queries, -1, dtype=np.int64)
         budget = max(1, 2 * self.n_samples_fit_ // SCAN_CODES_PER_WORK)
+
+        overrun = [0]  # sampled MIH queries over their budget
 
         def by_mih(part, threads):
             d, i, work = mih_knn(self._index, self._mih, query_words[part], k, exclude[part], budget, threads)
@@ -385,6 +388,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
                 rows = np.arange(n_queries)[part][over]
                 d[over], i[over] = knn_search(self._index, query_words[rows], k, self.n_bits_, exclude[rows],
                                               threads)
+            overrun[0] += len(over)
             return d, i
 
         def by_scan(part, threads):
@@ -427,7 +431,10 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             if not 0.7 < mih_time / done / scan_time < 1.4:
                 break
         if done < n_queries:
-            parts.append((by_mih if mih_time / done < scan_time else by_scan)(slice(done, None), self._threads))
+            # A query over its MIH budget costs that work and a scan: when most sampled ones
+            # overran, the scan wins whatever a sub-millisecond timing said.
+            mih_wins = mih_time / done < scan_time and 2 * overrun[0] <= done
+            parts.append((by_mih if mih_wins else by_scan)(slice(done, None), self._threads))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _numpy_knn(self, queries, k, exclude):

@@ -125,6 +125,34 @@ def test_auto_gives_the_scans_results_on_codes_where_either_method_wins():
         _assert_same(auto.radius_neighbors(queries), brute.radius_neighbors(queries))
 
 
+def test_auto_scans_the_rest_when_most_sampled_mih_queries_overrun_their_budget(monkeypatch):
+    # Uniform codes: MIH must probe thousands of buckets, so sampled queries overrun their
+    # budget, and auto must scan the rest even when its (sub-millisecond) timings say that MIH
+    # is faster.
+    import sortedhash.neighbors._hamming as hamming
+
+    routed = {"mih": 0, "overrun": 0}
+    mih_knn = hamming.mih_knn
+
+    def counting_mih_knn(*args, **kwargs):
+        dist, ind, work = mih_knn(*args, **kwargs)
+        routed["mih"] += len(args[2])
+        routed["overrun"] += int(np.sum(work < 0))
+        return dist, ind, work
+
+    monkeypatch.setattr(hamming, "mih_knn", counting_mih_knn)
+    ticks = iter(range(10**6))  # every timed span lasts 1 s: the timings favour MIH
+    monkeypatch.setattr(hamming.time, "perf_counter", lambda: float(next(ticks)))
+    rng = np.random.default_rng(3)
+    db = _database("uniform", 2**17 + 100, 8, rng)
+    queries = _database("uniform", 400, 8, rng)
+    auto = HammingNeighbors(n_neighbors=20).fit(db)
+    dist, ind = auto.kneighbors(queries)
+    assert routed["overrun"] * 2 > routed["mih"] > 0
+    assert routed["mih"] <= 96 + 1  # the sample (and a compile call), never the other 300
+    _assert_same((dist, ind), _reference(queries, db, 20))
+
+
 def test_a_query_over_its_work_budget_is_reported_not_answered():
     rng = np.random.default_rng(2)
     db = _database("uniform", 5000, 8, rng)
