@@ -70,3 +70,35 @@ def test_feature_probe_pretrained_features_beat_a_random_network_and_pixels():
     pretrained = scores.pop("ImageNet EfficientNet-Lite0")
     assert set(scores) == {"same network, random weights", "raw pixels"}
     assert all(pretrained > other + 0.15 for other in scores.values())
+
+
+def _run_mih_ab(tmp_path, replace, *extra):
+    """The library's _mih.py against a copy with ``replace`` = (old, new) applied."""
+    source = (ROOT / "sortedhash" / "neighbors" / "_mih.py").read_text()
+    assert replace[0] in source
+    copy = tmp_path / "copy.py"
+    copy.write_text(source.replace(*replace))
+    cmd = [sys.executable, str(ROOT / "research" / "mih_kernel_ab.py"), "--kernels",
+           str(ROOT / "sortedhash" / "neighbors" / "_mih.py"), str(copy), "--repeats", "1", "--k", "5", *extra]
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [line for line in result.stdout.splitlines() if line.startswith("k=")]
+
+
+def test_mih_ab_catches_a_version_that_counts_candidates_twice(tmp_path):
+    # Counting a candidate at a probe that is not the first to reach it gives duplicates.
+    rows = _run_mih_ab(tmp_path, ("bound = s + 1 if j < table else s", "bound = s"),
+                       "--uniform", "20000", "--n-queries", "50")
+    assert len(rows) == 1 and "_mih" in rows[0] and "copy" in rows[0]
+    assert rows[0].endswith("same results: False")
+
+
+def test_mih_ab_searches_saved_codes_memory_mapped(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "codes.npy", rng.integers(0, 256, (20000, 8), dtype=np.uint8))
+    np.save(tmp_path / "queries.npy", rng.integers(0, 256, (30, 8), dtype=np.uint8))
+    # A copy with smaller batches: another version, the same results.
+    rows = _run_mih_ab(tmp_path, ("_BATCH = 64", "_BATCH = 16"), "--codes", str(tmp_path / "codes.npy"),
+                       "--queries", str(tmp_path / "queries.npy"), "--mmap")
+    assert len(rows) == 1 and rows[0].endswith("same results: True")

@@ -1,0 +1,104 @@
+"""Two or more versions of the multi-index hashing module side by side, on the same codes.
+
+For MIH work: each ``--kernels`` path is a copy of ``sortedhash/neighbors/_mih.py`` (e.g.
+``git show HEAD:sortedhash/neighbors/_mih.py > old.py``) loaded as its own module, so all
+versions run in one process on the same tables and queries, alternating, best of
+``--repeats``, one thread. Prints each version's queries per second of ``mih_knn`` for each
+k, the mean work (bucket probes + candidates) a query, and whether every version's
+distances and indices equal the first's.
+
+Codes: ``--codes PATH.npy`` (packed uint8 codes, e.g. the learned codes that
+``benchmarks/search_scale.py`` caches in its ``--workdir``) with ``--queries PATH.npy``, or
+``--uniform N`` random codes. ``--mmap`` searches the codes memory-mapped in place (64-bit
+codes only), as ``HammingNeighbors`` does with a read-only ``np.load(..., mmap_mode="r")``.
+
+Run: ``python research/mih_kernel_ab.py --kernels old.py sortedhash/neighbors/_mih.py
+--codes DIR/learned_newsgroups_64_10000000_5.0.npy --queries
+DIR/learned_newsgroups_64_10000000_5.0.queries.npy [--mmap]``.
+"""
+
+import argparse
+import importlib.util
+import os
+import pathlib
+import time
+
+import numpy as np
+
+# Copies of the module are compiled afresh: numba's cache could not load them back.
+os.environ["SORTEDHASH_CACHE_DIR"] = "off"
+
+
+def load(path):
+    import sortedhash.neighbors  # noqa: F401  (the package each copy's relative imports resolve in)
+
+    name = pathlib.Path(path).stem
+    spec = importlib.util.spec_from_file_location(f"sortedhash.neighbors._mih_ab_{name}", str(path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return name, module
+
+
+def codes_and_queries(args):
+    from sortedhash.neighbors._kernels import pack_words
+
+    if args.codes:
+        codes = np.load(args.codes, mmap_mode="r" if args.mmap else None)
+        queries = np.load(args.queries)
+    else:
+        rng = np.random.default_rng(0)
+        codes = rng.integers(0, 256, (args.uniform, args.bits // 8), dtype=np.uint8)
+        queries = rng.integers(0, 256, (args.n_queries, args.bits // 8), dtype=np.uint8)
+    if args.mmap:
+        if codes.shape[1] != 8:
+            raise SystemExit("--mmap: only 64-bit codes are searched in place")
+        words = codes.view("<u8").reshape(1, -1)
+    else:
+        words = pack_words(np.asarray(codes))
+    return words, np.ascontiguousarray(pack_words(queries).T), 8 * codes.shape[1]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kernels", nargs="+", required=True, help="copies of _mih.py to compare")
+    parser.add_argument("--codes", help="packed uint8 codes (.npy)")
+    parser.add_argument("--queries", help="packed uint8 queries (.npy), with --codes")
+    parser.add_argument("--uniform", type=int, default=1_000_000, help="random codes, without --codes")
+    parser.add_argument("--bits", type=int, default=64, help="code length of --uniform")
+    parser.add_argument("--n-queries", type=int, default=1000, help="random queries of --uniform")
+    parser.add_argument("--mmap", action="store_true", help="search the codes memory-mapped in place")
+    parser.add_argument("--substrings", type=int, help="tables (default: the library's rule)")
+    parser.add_argument("--k", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if bool(args.codes) != bool(args.queries):
+        parser.error("--codes and --queries go together")
+    names = [pathlib.Path(path).stem for path in args.kernels]
+    if len(set(names)) < len(names):  # results are keyed by name: two alike would merge
+        parser.error(f"--kernels: give each copy its own file name, got {names}")
+    kernels = [load(path) for path in args.kernels]
+    words, query_words, n_bits = codes_and_queries(args)
+    first = kernels[0][1]
+    m = args.substrings or first.auto_n_substrings(words.shape[1], n_bits)
+    start = time.perf_counter()
+    index = first.build_multi_index(np.ascontiguousarray(words), n_bits, m)
+    print(f"N={words.shape[1]:,} bits={n_bits} m={m} (tables built in {time.perf_counter() - start:.1f} s); "
+          f"{len(query_words)} queries, one thread, q/s best of {args.repeats}", flush=True)
+    for k in args.k:
+        best, results, work = {}, {}, {}
+        for _, module in kernels:
+            module.mih_knn(words, index, query_words[:4], k, n_threads=1)  # compile
+        for _ in range(args.repeats):
+            for name, module in kernels:
+                start = time.perf_counter()
+                dist, ind, spent = module.mih_knn(words, index, query_words, k, n_threads=1)
+                best[name] = min(best.get(name, np.inf), time.perf_counter() - start)
+                results[name], work[name] = (dist, ind), spent.mean()
+        reference = results[names[0]]
+        same = all(np.array_equal(d, reference[0]) and np.array_equal(i, reference[1]) for d, i in results.values())
+        cells = "  ".join(f"{name} {len(query_words) / best[name]:8.0f} (work {work[name]:,.0f})" for name in names)
+        print(f"k={k:>4} | {cells} | same results: {same}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
