@@ -12,12 +12,12 @@ Run: ``python research/hamming_kernel_ab.py --kernels old.py sortedhash/neighbor
 """
 
 import argparse
-import importlib.util
 import os
 import pathlib
 import time
 
 import numpy as np
+from _module_copies import load_copy
 
 # Copies of the kernel module are compiled afresh: numba's cache could not load them back
 # (its pickles name a module that cannot be imported), so switch sortedhash's cache off.
@@ -29,17 +29,6 @@ try:
     import faiss
 except ImportError:  # pragma: no cover
     faiss = None
-
-
-def load(path):
-    import sortedhash.neighbors  # noqa: F401  (the package each copy's relative imports resolve in)
-
-    name = pathlib.Path(path).stem
-    # Named inside sortedhash.neighbors, so that a copy's relative imports (._jit) resolve.
-    spec = importlib.util.spec_from_file_location(f"sortedhash.neighbors._ab_{name}", str(path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return name, module
 
 
 def timed(fn):
@@ -61,8 +50,8 @@ def main():
     names = [pathlib.Path(path).stem for path in args.kernels]
     if len(set(names)) < len(names):  # results are keyed by name: two alike would merge
         parser.error(f"--kernels: give each copy its own file name, got {names}")
-    kernels = [load(path) for path in args.kernels]
-    _, search = load(ROOT / "benchmarks" / "hamming_search.py")
+    kernels = [load_copy(path) for path in args.kernels]
+    _, search = load_copy(ROOT / "benchmarks" / "hamming_search.py")
     print(f"faiss {getattr(faiss, '__version__', 'not installed')}; k={args.k}; queries per second, "
           f"best of {args.repeats}; x = ratio to faiss", flush=True)
     rng = np.random.default_rng(0)

@@ -18,25 +18,15 @@ DIR/learned_newsgroups_64_10000000_5.0.queries.npy [--mmap]``.
 """
 
 import argparse
-import importlib.util
 import os
 import pathlib
 import time
 
 import numpy as np
+from _module_copies import load_copy
 
 # Copies of the module are compiled afresh: numba's cache could not load them back.
 os.environ["SORTEDHASH_CACHE_DIR"] = "off"
-
-
-def load(path):
-    import sortedhash.neighbors  # noqa: F401  (the package each copy's relative imports resolve in)
-
-    name = pathlib.Path(path).stem
-    spec = importlib.util.spec_from_file_location(f"sortedhash.neighbors._mih_ab_{name}", str(path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return name, module
 
 
 def codes_and_queries(args):
@@ -76,7 +66,7 @@ def main():
     names = [pathlib.Path(path).stem for path in args.kernels]
     if len(set(names)) < len(names):  # results are keyed by name: two alike would merge
         parser.error(f"--kernels: give each copy its own file name, got {names}")
-    kernels = [load(path) for path in args.kernels]
+    kernels = [load_copy(path) for path in args.kernels]
     words, query_words, n_bits = codes_and_queries(args)
     first = kernels[0][1]
     m = args.substrings or first.auto_n_substrings(words.shape[1], n_bits)
