@@ -124,10 +124,11 @@ def main(argv=None):
     parser.add_argument("--skip-epoch", action="store_true", help="skip part 3 (skorch against a bare loop)")
     args = parser.parse_args(argv)
     shared = {} if args.latent_dim is None else {"latent_dim": args.latent_dim}
+    latent_dim = args.latent_dim or NSHTransformer().latent_dim
     devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     X = np.random.default_rng(0).standard_normal((args.n_samples, args.n_features)).astype(np.float32)
     print(f"torch {torch.__version__}, {args.n_samples} x {args.n_features} -> {args.n_bits} bits, "
-          f"NSHTransformer defaults (MLP d->1024->(bits, {args.latent_dim or 256}), batch 128)")
+          f"NSHTransformer defaults (MLP d->1024->(bits, {latent_dim}), batch 128)")
 
     print(f"\n1. fit, {args.fit_epochs} epochs, best of two: NSH defaults against sorted_weight=0")
     for device in devices:

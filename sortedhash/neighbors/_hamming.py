@@ -16,7 +16,6 @@ from sklearn.utils.validation import check_is_fitted
 from .._safe_state import SafeStateMixin
 from .._versions import VersionedMixin, check_versions
 from ..bits import check_codes, pairwise_hamming
-from ._kernels import is_compiled as scan_compiled
 from ._kernels import knn_search, pack_words, radius_search
 from ._mih import (SCAN_CODES_PER_WORK, MultiIndex, auto_n_substrings, build_multi_index, extend_multi_index,
                    mih_knn, mih_radius, probe_count)
@@ -379,44 +378,44 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             exclude = np.full(n_queries, -1, dtype=np.int64)
         budget = max(1, 2 * self.n_samples_fit_ // SCAN_CODES_PER_WORK)
 
-        overrun = [0]  # sampled MIH queries over their budget
+        overrun = 0  # sampled MIH queries over their budget
 
         def by_mih(part, threads):
+            nonlocal overrun
             d, i, work = mih_knn(self._index, self._mih, query_words[part], k, exclude[part], budget, threads)
             over = np.flatnonzero(work < 0)
             if len(over):
                 rows = np.arange(n_queries)[part][over]
                 d[over], i[over] = knn_search(self._index, query_words[rows], k, self.n_bits_, exclude[rows],
                                               threads)
-            overrun[0] += len(over)
+            overrun += len(over)
             return d, i
 
         def by_scan(part, threads):
             return knn_search(self._index, query_words[part], k, self.n_bits_, exclude[part], threads)
-
-        if n_queries <= _AUTO_SAMPLE:
-            return by_mih(slice(None), self._threads)
-        if not (scan_compiled() and mih_compiled()):
-            by_mih(slice(0, 1), 1), by_scan(slice(0, 1), 1)  # load or compile the kernels before timing
-        # The samples run on one thread each, so the costs compare whatever n_jobs. The scan
-        # runs its queries 16 at a time over each block of codes, so one or two queries alone
-        # cost it about twice as much a query as the rest will: time a full chunk of queries,
-        # over an eighth of the codes (scan time is linear in the codes).
-        rows = self.n_samples_fit_ // _AUTO_SCAN_SHARE
 
         def first_codes(n):  # typed as the index (read-only or not), so no new compilation
             codes = np.ascontiguousarray(self._index[:, :n])
             codes.flags.writeable = codes.flags.writeable and self._index.flags.writeable
             return codes
 
-        if n_queries >= _AUTO_SCAN_SAMPLE and k < rows:
-            sample = slice(0, _AUTO_SCAN_SAMPLE)
-            knn_search(first_codes(k + 1), query_words[:1], k, self.n_bits_, exclude[:1], 1)  # compiled?
-            codes = first_codes(rows)
+        if n_queries <= _AUTO_SAMPLE:
+            return by_mih(slice(None), self._threads)
+        if not mih_compiled():  # load or compile it before timing it (outside by_mih: no overrun counted)
+            mih_knn(self._index, self._mih, query_words[:1], k, exclude[:1], budget, 1)
+        # The samples run on one thread each, so the costs compare whatever n_jobs. The scan
+        # runs its queries 16 at a time over each block of codes, so one or two queries alone
+        # cost it about twice as much a query as the rest will: time a full chunk of queries,
+        # over an eighth of the codes (scan time is linear in the codes).
+        rows = self.n_samples_fit_ // _AUTO_SCAN_SHARE
+        if k < rows:
+            knn_search(first_codes(k + 1), query_words[:1], k, self.n_bits_, exclude[:1], 1)  # load or compile
+            codes, sample = first_codes(rows), slice(0, _AUTO_SCAN_SAMPLE)
             start = time.perf_counter()
             knn_search(codes, query_words[sample], k, self.n_bits_, exclude[sample], 1)
             scan_time = (time.perf_counter() - start) * self.n_samples_fit_ / rows / _AUTO_SCAN_SAMPLE
-        else:
+        else:  # k near N: two queries over all the codes
+            by_scan(slice(0, 1), 1)  # load or compile
             start = time.perf_counter()
             by_scan(slice(0, 2), 1)
             scan_time = (time.perf_counter() - start) / 2
@@ -433,7 +432,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         if done < n_queries:
             # A query over its MIH budget costs that work and a scan: when most sampled ones
             # overran, the scan wins whatever a sub-millisecond timing said.
-            mih_wins = mih_time / done < scan_time and 2 * overrun[0] <= done
+            mih_wins = mih_time / done < scan_time and 2 * overrun <= done
             parts.append((by_mih if mih_wins else by_scan)(slice(done, None), self._threads))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 

@@ -304,11 +304,6 @@ def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
                     out_dist[q, pos] = d
 
 
-def is_compiled():
-    """Whether the k-NN kernel has been compiled (or loaded from the cache) in this process."""
-    return bool(_knn.overloads)
-
-
 def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None):
     """Exact k nearest rows of ``db_words`` for each query, ties by lower index.
 

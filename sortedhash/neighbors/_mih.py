@@ -226,6 +226,7 @@ def _probe_round(db, query, qkeys, index_arrays, binomials, s, mode, exclude, li
     low = np.empty(starts.shape[0], dtype=np.uint64)
     high = np.empty(starts.shape[0], dtype=np.uint64)
     _substring_masks(starts, lengths, word, low, high)
+    masks = (word, low, high)
     scratch = np.empty((2, _BATCH), dtype=np.int64)  # per candidate: distance, not owned
     for j in range(starts.shape[0]):
         length = lengths[j]
@@ -284,16 +285,15 @@ def _probe_round(db, query, qkeys, index_arrays, binomials, s, mode, exclude, li
                     n_cand += 1
                     if n_cand == _BATCH:
                         if n_pending:
-                            _visit(db, query, cands[1 - cur], n_pending, xors, (word, low, high), scratch, j, s,
-                                   mode, exclude, limit, state, buf, pos)
+                            _visit(db, query, cands[1 - cur], n_pending, xors, masks, scratch, j, s, mode,
+                                   exclude, limit, state, buf, pos)
                         n_pending = n_cand
                         cur = 1 - cur
                         n_cand = 0
         if n_pending:
-            _visit(db, query, cands[1 - cur], n_pending, xors, (word, low, high), scratch, j, s, mode, exclude,
-                   limit, state, buf, pos)
-        _visit(db, query, cands[cur], n_cand, xors, (word, low, high), scratch, j, s, mode, exclude, limit, state,
-               buf, pos)
+            _visit(db, query, cands[1 - cur], n_pending, xors, masks, scratch, j, s, mode, exclude, limit, state,
+                   buf, pos)
+        _visit(db, query, cands[cur], n_cand, xors, masks, scratch, j, s, mode, exclude, limit, state, buf, pos)
         if mode == 0:
             # Tables 0..j probed at radius s (and all at radius < s): an unseen code differs
             # by >= s + 1 bits on those substrings and >= s on the others, so every code
