@@ -5,7 +5,9 @@ For MIH work: each ``--kernels`` path is a copy of ``sortedhash/neighbors/_mih.p
 versions run in one process on the same tables and queries, alternating, best of
 ``--repeats``, one thread. Prints each version's queries per second of ``mih_knn`` for each
 k, the mean work (bucket probes + candidates) a query, and whether every version's
-distances and indices equal the first's.
+distances and indices equal the first's; then the scan's queries per second on the same
+codes and how many codes it compares in the time the first version spends on one unit of
+work (what ``SCAN_CODES_PER_WORK`` in ``_mih.py`` stands for).
 
 Codes: ``--codes PATH.npy`` (packed uint8 codes, e.g. the learned codes that
 ``benchmarks/search_scale.py`` caches in its ``--workdir``) with ``--queries PATH.npy``, or
@@ -27,6 +29,12 @@ from _module_copies import load_copy
 
 # Copies of the module are compiled afresh: numba's cache could not load them back.
 os.environ["SORTEDHASH_CACHE_DIR"] = "off"
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def codes_and_queries(args):
@@ -67,6 +75,8 @@ def main():
     if len(set(names)) < len(names):  # results are keyed by name: two alike would merge
         parser.error(f"--kernels: give each copy its own file name, got {names}")
     kernels = [load_copy(path) for path in args.kernels]
+    from sortedhash.neighbors._kernels import knn_search
+
     words, query_words, n_bits = codes_and_queries(args)
     first = kernels[0][1]
     m = args.substrings or first.auto_n_substrings(words.shape[1], n_bits)
@@ -88,6 +98,11 @@ def main():
         same = all(np.array_equal(d, reference[0]) and np.array_equal(i, reference[1]) for d, i in results.values())
         cells = "  ".join(f"{name} {len(query_words) / best[name]:8.0f} (work {work[name]:,.0f})" for name in names)
         print(f"k={k:>4} | {cells} | same results: {same}", flush=True)
+        knn_search(words, query_words[:4], k, n_bits, n_threads=1)  # compile
+        scan = min(timed(lambda: knn_search(words, query_words, k, n_bits, n_threads=1)) for _ in range(args.repeats))
+        per_work = words.shape[1] * len(query_words) / scan * best[names[0]] / (work[names[0]] * len(query_words))
+        print(f"       scan {len(query_words) / scan:8.0f} q/s; scan codes per {names[0]} work unit: {per_work:.0f}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -42,10 +42,12 @@ def auto_n_substrings(n_samples, n_bits):
 
 
 # Codes a scan compares in the time MIH spends on one unit of work (a bucket probe or a
-# candidate checked), measured on this project's machines (one thread, 64 bits): 55 to 65 on
-# uniform codes (1M), where the work is mostly probes of near-empty buckets, and 95 to 105 on
-# learned codes (10M), where it is mostly candidates. Wider codes make the scan dearer per
-# code and MIH's checks dearer per candidate, about equally, so one figure serves every width.
+# candidate checked), one thread, 64 bits (`research/mih_kernel_ab.py` prints it): 45 to 52
+# on uniform codes (1M), where the work is mostly probes of near-empty buckets, and 58 to 77
+# on learned codes (10M), where it is mostly candidates (95 to 105 before candidates were
+# prefetched). Wider codes make the scan dearer per code and MIH's checks dearer per
+# candidate, about equally, so one figure serves every width; erring high makes the budget
+# of "two scans" (see HammingNeighbors) a little smaller than that.
 SCAN_CODES_PER_WORK = 80
 
 

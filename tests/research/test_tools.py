@@ -1,6 +1,7 @@
 """research/ scripts that are tools rather than tries: the kernel A/B and the feature probe."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -83,15 +84,17 @@ def _run_mih_ab(tmp_path, replace, *extra):
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    return [line for line in result.stdout.splitlines() if line.startswith("k=")]
+    return [line for line in result.stdout.splitlines() if line.startswith("k=")], result.stdout
 
 
 def test_mih_ab_catches_a_version_that_counts_candidates_twice(tmp_path):
     # Counting a candidate at a probe that is not the first to reach it gives duplicates.
-    rows = _run_mih_ab(tmp_path, ("bound = s + 1 if j < table else s", "bound = s"),
-                       "--uniform", "20000", "--n-queries", "50")
+    rows, out = _run_mih_ab(tmp_path, ("bound = s + 1 if j < table else s", "bound = s"),
+                            "--uniform", "20000", "--n-queries", "50")
     assert len(rows) == 1 and "_mih" in rows[0] and "copy" in rows[0]
     assert rows[0].endswith("same results: False")
+    per_work = re.search(r"scan codes per _mih work unit: (\d+)", out)
+    assert per_work is not None and int(per_work[1]) > 0, out
 
 
 def test_mih_ab_searches_saved_codes_memory_mapped(tmp_path):
@@ -99,6 +102,6 @@ def test_mih_ab_searches_saved_codes_memory_mapped(tmp_path):
     np.save(tmp_path / "codes.npy", rng.integers(0, 256, (20000, 8), dtype=np.uint8))
     np.save(tmp_path / "queries.npy", rng.integers(0, 256, (30, 8), dtype=np.uint8))
     # A copy with smaller batches: another version, the same results.
-    rows = _run_mih_ab(tmp_path, ("_BATCH = 64", "_BATCH = 16"), "--codes", str(tmp_path / "codes.npy"),
+    rows, _ = _run_mih_ab(tmp_path, ("_BATCH = 64", "_BATCH = 16"), "--codes", str(tmp_path / "codes.npy"),
                        "--queries", str(tmp_path / "queries.npy"), "--mmap")
     assert len(rows) == 1 and rows[0].endswith("same results: True")
