@@ -3,6 +3,7 @@
 from numbers import Integral
 
 import numpy as np
+from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, clone
 from sklearn.neighbors._base import KNeighborsMixin
 from sklearn.utils import check_scalar
@@ -11,11 +12,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._versions import VersionedMixin
 from ._hamming import HammingNeighbors
+from ._rerank_kernel import rerank
 
 __all__ = ["RerankedNeighbors"]
 
-# Queries re-ranked at once: bounds the gathered candidates to _QUERY_CHUNK x n_candidates rows.
-_QUERY_CHUNK = 64
+# Queries re-ranked at once: bounds their float64 copy (the database's own rows when X is None).
+_QUERY_CHUNK = 4096
 
 
 class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
@@ -44,7 +46,8 @@ class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
         Float metric of the re-ranking; distances are ``1 - cos`` or the Euclidean norm, as
         in :class:`sklearn.neighbors.NearestNeighbors`.
     n_jobs : int, default=None
-        Threads of the Hamming search (scikit-learn's convention: None is one).
+        Threads of the Hamming search and of the re-ranking (scikit-learn's convention: None is
+        one).
 
     Attributes
     ----------
@@ -134,25 +137,12 @@ class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
             candidates = self.index_.kneighbors(self.hasher_.transform(queries), n_candidates, return_distance=False)
         dist = np.empty((len(queries), k))
         ind = np.empty((len(queries), k), dtype=np.int64)
+        threads = effective_n_jobs(self.n_jobs)
         for start in range(0, len(queries), _QUERY_CHUNK):
             rows = slice(start, start + _QUERY_CHUNK)
-            dist[rows], ind[rows] = self._rerank(np.asarray(queries[rows], dtype=np.float64), candidates[rows], k)
+            dist[rows], ind[rows] = rerank(self._fit_X, self._squared_norms, queries[rows], candidates[rows], k,
+                                           self.metric, n_threads=threads)
         return (dist, ind) if return_distance else ind
-
-    def _rerank(self, queries, candidates, k):
-        """Exact distances to each query's candidates; the k nearest, ties by index."""
-        # Candidates in index order, so a stable sort by distance breaks ties by index.
-        candidates = np.sort(candidates, axis=1)
-        vectors = self._fit_X[candidates.ravel()].reshape(*candidates.shape, -1)
-        dots = np.einsum("qd,qcd->qc", queries, vectors, dtype=np.float64)
-        norms = self._squared_norms[candidates]
-        query_norms = np.einsum("qd,qd->q", queries, queries)[:, None]
-        if self.metric == "cosine":
-            dist = 1.0 - dots / np.maximum(np.sqrt(query_norms * norms), 1e-300)
-        else:
-            dist = np.sqrt(np.maximum(query_norms - 2.0 * dots + norms, 0.0))
-        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(dist, order, axis=1), np.take_along_axis(candidates, order, axis=1)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
