@@ -1,11 +1,15 @@
 """Two-stage search at scale: learned codes + exact re-ranking against faiss, in one run.
 
 The database: the dataset's real training features, standardised and L2-normalised (so
-inner product is cosine), enlarged to ``--rows`` rows with noisy copies: each added row is
-a real row, drawn at random, plus Gaussian noise of ``--noise`` times the features' mean
-per-dimension standard deviation, normalised again. The script prints the cosine of the
-10th neighbour (median over queries) in the real rows alone and in the enlarged database,
-so the reader sees how the copies change the neighbourhoods. Queries: the dataset's test
+inner product is cosine), enlarged to ``--rows`` rows, normalised again, in one of two ways
+(``--enlarge``): ``noise`` (the default), each added row a real row drawn at random plus
+Gaussian noise of ``--noise`` times the features' mean per-dimension standard deviation;
+``mix``, each added row a random point between a random real row and one of its 10 nearest
+real rows. Noisy copies put each real row in a cloud of ~N/n copies that differ only by
+isotropic noise, so a query's top 10 is decided by that noise; mixes add rows along the
+real data. The script prints the cosine of the 10th neighbour (median over queries) in the
+real rows alone and in the enlarged database, so the reader sees how the added rows change
+the neighbourhoods. Queries: the dataset's test
 queries, through the same standardisation.
 
 Methods, each timed on the same queries with one thread (HNSW's build uses every core),
@@ -48,16 +52,34 @@ def unit(X):
     return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
 
 
-def enlarge(real, rows, noise, seed=0):
-    """``real`` followed by noisy, renormalised copies of random real rows, ``rows`` in all."""
+def enlarge(real, rows, noise, seed=0, how="noise"):
+    """``real`` followed by ``rows - len(real)`` made-up rows, renormalised.
+
+    ``how="noise"``: a random real row plus Gaussian noise of ``noise`` times the features'
+    mean per-dimension standard deviation. ``how="mix"``: a random point on the segment from
+    a random real row to one of its 10 nearest real rows (``lam * a + (1 - lam) * b``, ``lam``
+    uniform), so the added rows lie between real neighbours instead of in a cloud of noise
+    around each real row.
+    """
     rng = np.random.default_rng(seed)
     out = np.empty((rows, real.shape[1]), dtype=np.float32)
     out[:len(real)] = real
     scale = noise * real.std(axis=0).mean()
+    if how == "mix":
+        import faiss
+
+        index = faiss.IndexFlatIP(real.shape[1])
+        index.add(real)
+        neighbours = index.search(real, 11)[1][:, 1:]
     for start in range(len(real), rows, 100_000):
         stop = min(start + 100_000, rows)
-        block = real[rng.integers(0, len(real), stop - start)] + scale * rng.standard_normal(
-            (stop - start, real.shape[1]), dtype=np.float32)
+        first = rng.integers(0, len(real), stop - start)
+        if how == "mix":
+            second = neighbours[first, rng.integers(0, neighbours.shape[1], stop - start)]
+            lam = rng.uniform(0, 1, (stop - start, 1)).astype(np.float32)
+            block = lam * real[first] + (1 - lam) * real[second]
+        else:
+            block = real[first] + scale * rng.standard_normal((stop - start, real.shape[1]), dtype=np.float32)
         out[start:stop] = unit(block)
     return out
 
@@ -112,6 +134,8 @@ def main():
     parser.add_argument("--data")
     parser.add_argument("--cache")
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--enlarge", choices=["noise", "mix"], default="noise",
+                        help="how the added rows are made (see enlarge)")
     parser.add_argument("--noise", type=float, default=1.0)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--bits", type=int, nargs="+", default=[64, 128])
@@ -132,9 +156,10 @@ def main():
 
     _, _, train, query, db = retrieval.load_standardised(args)
     real, queries = unit(db), unit(query[: args.queries])
-    base = enlarge(real, max(args.rows, len(real)), args.noise)
+    base = enlarge(real, max(args.rows, len(real)), args.noise, how=args.enlarge)
     d = base.shape[1]
-    print(f"{args.dataset}: {len(real)} real rows enlarged to {len(base)} x {d} (noise {args.noise}), "
+    how = f"noise {args.noise}" if args.enlarge == "noise" else "mixes of real neighbours"
+    print(f"{args.dataset}: {len(real)} real rows enlarged to {len(base)} x {d} ({how}), "
           f"{len(queries)} queries, one thread, faiss {faiss.__version__}", flush=True)
 
     flat = faiss.IndexFlatIP(d)

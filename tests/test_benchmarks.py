@@ -135,6 +135,42 @@ def test_rerank_speed_runs_every_method_against_exact_search(tmp_path):
     assert (tmp_path / "recall_qps.png").exists()
 
 
+def _load_benchmark(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rerank_speed_mixes_lie_between_real_neighbours():
+    pytest.importorskip("faiss")
+    enlarge = _load_benchmark("rerank_speed").enlarge
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((40, 8)).astype(np.float32)
+    real /= np.linalg.norm(real, axis=1, keepdims=True)
+    out = enlarge(real, 200, 1.0, how="mix")
+    np.testing.assert_array_equal(out[:40], real)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+    # Each added row is a non-negative combination of a real row and one of its 10 nearest.
+    neighbours = np.argsort(-(real @ real.T), axis=1)[:, 1:11]
+    for row in out[40:]:
+        best = np.inf
+        for a in range(40):
+            for b in neighbours[a]:
+                coef, *_ = np.linalg.lstsq(np.stack([real[a], real[b]], axis=1), row, rcond=None)
+                if coef.min() >= -1e-4:
+                    best = min(best, np.linalg.norm(np.stack([real[a], real[b]], axis=1) @ coef - row))
+        assert best < 1e-4
+    # Noisy copies are not: most lie off every such segment.
+    noisy = enlarge(real, 60, 1.0, how="noise")[40:]
+    residual = [min(np.linalg.norm(np.stack([real[a], real[b]], axis=1)
+                                   @ np.linalg.lstsq(np.stack([real[a], real[b]], axis=1), row, rcond=None)[0] - row)
+                    for a in range(40) for b in neighbours[a]) for row in noisy]
+    assert np.median(residual) > 0.1
+
+
 def test_search_scale_checks_every_method_against_the_scan(tmp_path):
     """The benchmark runs end to end (learned codes of digits, uniform codes) and its
     exactness checks hold: MIH, auto and faiss's flat index agree with the scan."""
