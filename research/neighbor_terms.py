@@ -5,7 +5,10 @@ cosine similarities as the teacher:
 
 - ``kl``: the library's ``NSHTransformer(neighbor_weight=...)``
   (:func:`sortedhash.nn.losses.neighbor_distillation`, listwise KL between the teacher's and
-  the codes' softmax over each anchor's candidates), the term this try chose;
+  the codes' softmax over each anchor's candidates), the term the first try chose;
+- ``similarity``: the library's ``NSHTransformer(similarity_weight=...)``
+  (:func:`sortedhash.nn.losses.similarity_preservation`, the squared gap between the codes'
+  and the teacher's similarities over every pair), the term the second try chose;
 - ``sorted``: SortedNCE over the teacher similarities gathered in Hamming order (through
   the soft sort): the first m Hamming positions should hold the input's nearest;
 - ``kl-clean``: the ``kl`` term on the codes of the clean batch (one more forward pass a
@@ -97,7 +100,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--database-size", type=int, default=50000)
     parser.add_argument("--train-size", type=int, default=10000)
-    parser.add_argument("--term", choices=["none", "kl", "sorted", "kl-clean"], default="kl")
+    parser.add_argument("--term", choices=["none", "kl", "similarity", "sorted", "kl-clean"], default="kl")
     parser.add_argument("--weight", type=float, default=1.0)
     parser.add_argument("--term-temperature", type=float, default=0.1)
     parser.add_argument("--params", default="", help="estimator parameters, e.g. sorted_weight=0,mix_neighbors=0")
@@ -108,6 +111,8 @@ def main():
     estimator = NSHTransformer
     if args.term == "kl":
         params["neighbor_weight"] = args.weight
+    elif args.term == "similarity":
+        params["similarity_weight"] = args.weight
     elif args.term == "kl-clean":
         estimator = nsh_with_clean_student(args.weight)
     elif args.term == "sorted":

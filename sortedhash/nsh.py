@@ -105,6 +105,13 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         codes serve to search embeddings (the truth is the float ranking, not a class):
         it trades a little class mAP for neighbour recall (the user guide's page "Codes for
         embedding search"). Costs O(batch_size^2) a step, like the other terms.
+    similarity_weight : float, default=0.0
+        Weight of a term that makes the codes keep the inputs' pairwise similarities: the
+        squared gap between the codes' cosine similarity (``1 - 2 Hamming / n_bits``) and
+        the clean inputs' cosine similarity over every pair of the batch, relative to the
+        variance of the latter (:func:`sortedhash.nn.losses.similarity_preservation`). Like
+        ``neighbor_weight`` it serves embedding search (the user guide's page "Codes for
+        embedding search" compares them); the two can be combined.
     quantization_weight : float, default=0.0
         Weight of ``mean((|h| - 1)^2)``, pulling the tanh codes to +-1. The forward codes
         are already binary (straight-through sign), so this is off by default.
@@ -223,6 +230,7 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         "code_temperature": _positive(),
         "quantization_weight": _non_negative(),
         "neighbor_weight": _non_negative(),
+        "similarity_weight": _non_negative(),
         "hidden_sizes": [tuple, list],
         "latent_dim": [Interval(Integral, 1, None, closed="left")],
         "encoder": [torch.nn.Module, None],
@@ -263,6 +271,7 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         code_temperature=0.5,
         quantization_weight=0.0,
         neighbor_weight=0.0,
+        similarity_weight=0.0,
         hidden_sizes=(1024,),
         latent_dim=256,
         encoder=None,
@@ -296,6 +305,7 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         self.code_temperature = code_temperature
         self.quantization_weight = quantization_weight
         self.neighbor_weight = neighbor_weight
+        self.similarity_weight = similarity_weight
         self.hidden_sizes = hidden_sizes
         self.latent_dim = latent_dim
         self.encoder = encoder
@@ -365,8 +375,9 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         self._validate_params()
         if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be a tuple of positive integers, got {self.hidden_sizes!r}")
-        if self.sorted_weight == 0 and self.code_nce_weight == 0 and self.neighbor_weight == 0:
-            raise ValueError("sorted_weight, code_nce_weight and neighbor_weight are all 0: nothing to train")
+        weights = ("sorted_weight", "code_nce_weight", "neighbor_weight", "similarity_weight")
+        if all(getattr(self, name) == 0 for name in weights):
+            raise ValueError(f"{', '.join(weights[:-1])} and {weights[-1]} are all 0: nothing to train")
         resolve_device(self.device)  # raises for a device torch would not accept
 
     def _n_positives(self):
@@ -463,6 +474,7 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
             code_temperature=self.code_temperature,
             quantization_weight=self.quantization_weight,
             neighbor_weight=self.neighbor_weight,
+            similarity_weight=self.similarity_weight,
         )
 
     def _make_net(self, module, views, device, n_samples):

@@ -189,6 +189,7 @@ def test_non_finite_loss_stops_with_clear_error(digits):
         (dict(feature_dropout=1.0), "feature_dropout"),
         (dict(sorted_weight=0.0, code_nce_weight=0.0), "nothing to train"),
         (dict(neighbor_weight=-1.0), "neighbor_weight"),
+        (dict(similarity_weight=-1.0), "similarity_weight"),
         (dict(hidden_sizes=(0,)), "hidden_sizes"),
         (dict(n_positives="many"), "'n_positives' parameter of NSHTransformer"),
         (dict(n_positives=0), "n_positives"),
@@ -505,6 +506,20 @@ def test_the_nets_own_partial_fit_takes_float64(digits):
     model = small_nsh(mix_neighbors=0, max_epochs=1).fit(X[:200])
     model.net_.partial_fit(X[:200].astype(np.float64), epochs=1)
     assert len(model.history_) == 2
+
+
+def test_similarity_weight_keeps_more_of_the_float_neighbours(digits):
+    from sortedhash.metrics import neighbor_recall
+
+    X, _ = digits
+    params = dict(n_bits=32, hidden_sizes=(256,), latent_dim=64, max_epochs=10, batch_size=64, random_state=0)
+    recall = {}
+    for weight in (0.0, 5.0):
+        codes = NSHTransformer(similarity_weight=weight, **params).fit(X[200:]).transform(X)
+        recall[weight] = neighbor_recall(codes[:200], codes[200:], X[:200], X[200:], k=10, n_candidates=100)
+    assert recall[5.0] > recall[0.0] + 0.02
+    alone = small_nsh(sorted_weight=0.0, code_nce_weight=0.0, similarity_weight=1.0).fit(X[:200])
+    assert alone.net_.criterion_.similarity_weight == 1.0 and np.isfinite(alone.history_[-1, "train_loss"])
 
 
 def test_neighbor_weight_keeps_more_of_the_float_neighbours(digits):

@@ -1,4 +1,5 @@
-"""Losses of NSH: SortedNCE on the soft-sorted list, code-level NT-Xent, quantization.
+"""Losses of NSH: SortedNCE on the soft-sorted list, code-level NT-Xent, quantization, and
+two terms that keep the inputs' neighbours (listwise distillation, similarity preservation).
 
 Each loss is a plain function of tensors; :class:`NSHLoss` combines them for training.
 """
@@ -8,8 +9,8 @@ import torch.nn.functional as F
 
 from .gather import LevelRuns
 
-__all__ = ["sorted_nce", "code_nt_xent", "neighbor_distillation", "quantization_loss", "hamming_similarity",
-           "input_similarity", "NSHLoss"]
+__all__ = ["sorted_nce", "code_nt_xent", "neighbor_distillation", "similarity_preservation", "quantization_loss",
+           "hamming_similarity", "input_similarity", "NSHLoss"]
 
 
 def sorted_nce(c_sorted, n_positives, temperature):
@@ -91,6 +92,25 @@ def neighbor_distillation(codes_a, codes_b, teacher, temperature, teacher_temper
     return F.kl_div(F.log_softmax(logits, dim=1), target, reduction="batchmean")
 
 
+def similarity_preservation(codes_a, codes_b, teacher):
+    """How much of the inputs' pairwise similarities the codes miss.
+
+    Over every pair of distinct rows of the two views' codes stacked (``2n`` rows), the
+    squared gap between the codes' cosine similarity (``1 - 2 Hamming / n_bits`` for binary
+    codes) and ``teacher``, the clean inputs' cosine similarity of the two samples (1 for a
+    sample's two views), divided by the variance of ``teacher`` over distinct samples: 0
+    when the codes reproduce the inputs' similarities, about 1 when they ignore them. It
+    asks the whole Hamming order to follow the input's, the angle preservation ITQ gets from
+    PCA, which is what a search re-ranking the float vectors relies on.
+    """
+    n = teacher.shape[0]
+    unit = F.normalize(torch.cat([codes_a, codes_b]), dim=1)
+    gap = (unit @ unit.T - teacher.repeat(2, 2)) ** 2
+    distinct = ~torch.eye(2 * n, dtype=torch.bool, device=unit.device)
+    spread = teacher[~torch.eye(n, dtype=torch.bool, device=teacher.device)].var().detach()
+    return gap[distinct].mean() / spread.clamp_min(1e-12)
+
+
 def quantization_loss(h):
     """Mean squared distance of the relaxed codes ``h`` from their signs."""
     return ((h.abs() - 1.0) ** 2).mean()
@@ -106,10 +126,11 @@ class NSHLoss(torch.nn.Module):
     """The NSH training objective for one pair of views.
 
     ``sorted_weight * SortedNCE + code_nce_weight * NT-Xent(codes) + quantization_weight * Q
-    + neighbor_weight * N``. SortedNCE is applied from the anchors of each view over the
-    other view's candidates, and the two directions are averaged; so is ``N``,
-    :func:`neighbor_distillation` of the clean inputs' cosine similarities into the codes.
-    A term whose weight is 0 is not computed.
+    + neighbor_weight * N + similarity_weight * S``. SortedNCE is applied from the anchors of
+    each view over the other view's candidates, and the two directions are averaged; so is
+    ``N``, :func:`neighbor_distillation` of the clean inputs' cosine similarities into the
+    codes; ``S`` is :func:`similarity_preservation` of those similarities. A term whose
+    weight is 0 is not computed.
 
     To try another objective, subclass it (or write a new module with the same call
     signature) and return it from :meth:`sortedhash.NSHTransformer._make_criterion`.
@@ -128,13 +149,15 @@ class NSHLoss(torch.nn.Module):
         Temperature of the code-level NT-Xent.
     neighbor_weight : float
         Weight of the neighbour distillation term (it needs ``inputs``).
+    similarity_weight : float
+        Weight of the similarity preservation term (it needs ``inputs``).
     neighbor_temperature, neighbor_teacher_temperature : float
         Temperatures of the codes' and of the inputs' similarities in that term.
     """
 
     def __init__(self, sorter, *, n_positives, temperature, sorted_weight=1.0, code_nce_weight=0.0,
                  code_temperature=0.5, quantization_weight=0.0, neighbor_weight=0.0, neighbor_temperature=0.1,
-                 neighbor_teacher_temperature=0.05):
+                 neighbor_teacher_temperature=0.05, similarity_weight=0.0):
         super().__init__()
         self.sorter = sorter
         self.n_positives = n_positives
@@ -146,6 +169,7 @@ class NSHLoss(torch.nn.Module):
         self.neighbor_weight = neighbor_weight
         self.neighbor_temperature = neighbor_temperature
         self.neighbor_teacher_temperature = neighbor_teacher_temperature
+        self.similarity_weight = similarity_weight
 
     def neighbor_term(self, codes_a, codes_b, inputs):
         """Neighbour distillation from both views' anchors, averaged."""
@@ -178,8 +202,11 @@ class NSHLoss(torch.nn.Module):
             loss = loss + self.code_nce_weight * code_nt_xent(b_a, b_b, self.code_temperature)
         if self.quantization_weight:
             loss = loss + self.quantization_weight * 0.5 * (quantization_loss(h_a) + quantization_loss(h_b))
+        for name in ("neighbor_weight", "similarity_weight"):
+            if getattr(self, name) and inputs is None:
+                raise ValueError(f"{name} > 0 needs the clean inputs: call the loss with inputs=")
         if self.neighbor_weight:
-            if inputs is None:
-                raise ValueError("neighbor_weight > 0 needs the clean inputs: call the loss with inputs=")
             loss = loss + self.neighbor_weight * self.neighbor_term(b_a, b_b, inputs)
+        if self.similarity_weight:
+            loss = loss + self.similarity_weight * similarity_preservation(b_a, b_b, input_similarity(inputs))
         return loss

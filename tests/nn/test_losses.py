@@ -128,6 +128,46 @@ def test_neighbor_distillation_is_zero_when_the_codes_rank_as_the_inputs():
     assert neighbor_distillation(other, other, teacher, 0.1, 0.1).item() > 0.1
 
 
+def test_similarity_preservation_by_hand():
+    from sortedhash.nn.losses import similarity_preservation
+
+    # Three samples, each view's codes the same: code cosines 0 (0, 1), -1 (0, 2), 0 (1, 2)
+    # against input cosines 0.5, -0.5, 0.1.
+    teacher = torch.tensor([[1.0, 0.5, -0.5], [0.5, 1.0, 0.1], [-0.5, 0.1, 1.0]])
+    codes = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
+    # 6 stacked rows, 30 ordered distinct pairs: each sample pair 8 times (two views each,
+    # both orders) with gaps 0.5, 0.5 and 0.1; a sample with its other view: cosine 1 = 1.
+    expected = 8 * (0.5 ** 2 + 0.5 ** 2 + 0.1 ** 2) / 30 / torch.tensor([0.5, 0.5, -0.5, -0.5, 0.1, 0.1]).var()
+    assert similarity_preservation(codes, codes, teacher).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_similarity_preservation_is_zero_when_the_codes_keep_the_similarities():
+    from sortedhash.nn.losses import input_similarity, similarity_preservation
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 5, generator=g)
+    teacher = input_similarity(x)
+    assert similarity_preservation(x, x, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    other = torch.randn(12, 5, generator=g, requires_grad=True)
+    loss = similarity_preservation(other, other, teacher)
+    assert loss.item() > 0.5  # codes that ignore the inputs miss about all of their spread
+    loss.backward()
+    assert torch.isfinite(other.grad).all() and other.grad.abs().sum() > 0
+
+
+def test_nsh_loss_similarity_term_needs_the_inputs():
+    from sortedhash.nn.losses import input_similarity, similarity_preservation
+
+    a, b = _views()
+    inputs = torch.randn(24, 7, generator=torch.Generator().manual_seed(5))
+    only = NSHLoss(make_sorter("none", 16), n_positives=1, temperature=0.2, sorted_weight=0.0, code_nce_weight=0.0,
+                   similarity_weight=3.0)
+    expected = 3.0 * similarity_preservation(a[1], b[1], input_similarity(inputs))
+    assert only(a, b, inputs=inputs).item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="similarity_weight"):
+        only(a, b)
+
+
 def test_nsh_loss_neighbor_term_is_both_directions_of_the_distillation():
     from sortedhash.nn.losses import input_similarity, neighbor_distillation
 
