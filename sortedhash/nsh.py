@@ -110,8 +110,9 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         squared gap between the codes' cosine similarity (``1 - 2 Hamming / n_bits``) and
         the clean inputs' cosine similarity over every pair of the batch, relative to the
         variance of the latter (:func:`sortedhash.nn.losses.similarity_preservation`). Like
-        ``neighbor_weight`` it serves embedding search (the user guide's page "Codes for
-        embedding search" compares them); the two can be combined.
+        ``neighbor_weight`` it serves embedding search, and keeps more of the float
+        neighbours on the user guide's benchmarks (page "Codes for embedding search"; 3
+        measured best); the two can be combined.
     quantization_weight : float, default=0.0
         Weight of ``mean((|h| - 1)^2)``, pulling the tanh codes to +-1. The forward codes
         are already binary (straight-through sign), so this is off by default.

@@ -135,15 +135,6 @@ def test_rerank_speed_runs_every_method_against_exact_search(tmp_path):
     assert (tmp_path / "recall_qps.png").exists()
 
 
-def _load_benchmark(name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_rerank_speed_mixes_lie_between_real_neighbours():
     pytest.importorskip("faiss")
     enlarge = _load_benchmark("rerank_speed").enlarge
