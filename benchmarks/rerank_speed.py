@@ -9,8 +9,7 @@ real rows. Noisy copies put each real row in a cloud of ~N/n copies that differ 
 isotropic noise, so a query's top 10 is decided by that noise; mixes add rows along the
 real data. The script prints the cosine of the 10th neighbour (median over queries) in the
 real rows alone and in the enlarged database, so the reader sees how the added rows change
-the neighbourhoods. Queries: the dataset's test
-queries, through the same standardisation.
+the neighbourhoods. Queries: the dataset's test queries, through the same standardisation.
 
 Methods, each timed on the same queries with one thread (HNSW's build uses every core),
 with recall@10 of the exact top-10 (from the exact search):

@@ -13,11 +13,11 @@ from numba import prange
 from ._jit import njit
 from ._kernels import _prefetch, _with_threads
 
+__all__ = ["rerank"]
+
 # Candidate rows requested this many rows ahead of their use: random rows of a large database
 # miss every cache, and a row's lines load while the rows before it are summed.
 _AHEAD = 4
-
-__all__ = ["rerank"]
 
 
 @njit(parallel=True, nogil=True, fastmath={"reassoc", "contract"})

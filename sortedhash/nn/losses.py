@@ -149,10 +149,10 @@ class NSHLoss(torch.nn.Module):
         Temperature of the code-level NT-Xent.
     neighbor_weight : float
         Weight of the neighbour distillation term (it needs ``inputs``).
-    similarity_weight : float
-        Weight of the similarity preservation term (it needs ``inputs``).
     neighbor_temperature, neighbor_teacher_temperature : float
         Temperatures of the codes' and of the inputs' similarities in that term.
+    similarity_weight : float
+        Weight of the similarity preservation term (it needs ``inputs``).
     """
 
     def __init__(self, sorter, *, n_positives, temperature, sorted_weight=1.0, code_nce_weight=0.0,
