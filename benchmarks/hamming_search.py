@@ -10,10 +10,18 @@ Then, for each size and length, radius search: the compiled kernel against the n
 path on the same queries (results checked equal), at a radius that keeps about one row in
 a thousand (``n_bits / 2 - 1.5 sqrt(n_bits)``).
 
-Run: ``python benchmarks/hamming_search.py [--sizes 100000 1000000 10000000] [--bits 64 256]``.
+Every row says which CPU it ran on (its flags) and which instructions the compiled code
+used: ``--isa avx2`` compiles the kernels for an AVX2 CPU (numba's Haswell target) and runs
+faiss at its AVX2 level, to measure AVX2 code on a machine that has AVX-512.
+
+Run: ``python benchmarks/hamming_search.py [--sizes 100000 1000000 10000000] [--bits 64 256]
+[--isa native|avx2]``.
 """
 
 import argparse
+import os
+import pathlib
+import sys
 import time
 
 import numba
@@ -22,11 +30,38 @@ from numba import prange
 
 from sortedhash import HammingNeighbors
 from sortedhash.neighbors._kernels import _DB_BLOCK, _QUERY_CHUNK, _block_distances, _block_rows, pack_words
+from sortedhash.neighbors._lanes import LANES, SCAN_ROWS, lane_popcount_sum
 
 try:
     import faiss
 except ImportError:  # pragma: no cover
     faiss = None
+
+# LLVM's Haswell features: AVX2 and popcnt, no AVX-512.
+HASWELL_FEATURES = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+cx8,+f16c,+fma,+fsgsbase,+fxsr,+invpcid,+lzcnt,"
+                    "+mmx,+movbe,+pclmul,+popcnt,+rdrnd,+sahf,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave,"
+                    "+xsaveopt")
+AVX2_ENV = {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": HASWELL_FEATURES, "FAISS_SIMD_LEVEL": "AVX2"}
+
+
+def cpu_flags():
+    """The CPU's vector flags that matter here (from /proc/cpuinfo)."""
+    path = pathlib.Path("/proc/cpuinfo")
+    flags = path.read_text().split() if path.exists() else []
+    return "+".join(f for f in ("avx2", "avx512_vpopcntdq") if f in flags) or "unknown"
+
+
+def code_isa():
+    """The instructions numba compiles the kernels with (its target CPU's features)."""
+    import llvmlite.binding as llvm
+    from numba.core import config
+
+    features = config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
+    enabled = {f[1:] for f in features.split(",") if f.startswith("+")}
+    for name, flag in (("avx512_vpopcntdq", "avx512vpopcntdq"), ("avx512", "avx512f"), ("avx2", "avx2")):
+        if flag in enabled:
+            return name
+    return "generic"
 
 
 @numba.njit(parallel=True, nogil=True)
@@ -43,6 +78,46 @@ def _popcount_pass(db, queries, out, dist_like):
             for q in range(q0, q1):
                 _block_distances(db, queries[q], r0, r1, dist)
                 out[q] += dist[0]
+
+
+@numba.njit(nogil=True, inline="always")
+def _lane_sum(db, stop, lanes):
+    n_words = db.shape[0]
+    if n_words == 1:
+        return lane_popcount_sum(db, 0, stop, lanes, 1)
+    if n_words == 2:
+        return lane_popcount_sum(db, 0, stop, lanes, 2)
+    if n_words == 3:
+        return lane_popcount_sum(db, 0, stop, lanes, 3)
+    return lane_popcount_sum(db, 0, stop, lanes, 4)
+
+
+@numba.njit(parallel=True, nogil=True)
+def _lane_popcount_pass(db, queries, out):
+    n_words, n_rows = db.shape
+    n_queries = queries.shape[0]
+    for group in prange((n_queries + LANES - 1) // LANES):
+        q0 = group * LANES
+        lanes = np.zeros((n_words, LANES), dtype=np.uint64)
+        for j in range(min(LANES, n_queries - q0)):
+            for w in range(n_words):
+                lanes[w, j] = queries[q0 + j, w]
+        out[q0] = _lane_sum(db, n_rows - n_rows % SCAN_ROWS, lanes)
+
+
+def lane_popcount_bound(db_words, query_words, n_threads=None):
+    """Every query x row XOR + popcount with sixteen queries in the lanes of a vector, each
+    distance added to a register and nothing else: the scan kernel's layout with no
+    selection (codes of up to four words)."""
+    out = np.zeros(query_words.shape[0], dtype=np.int64)
+    previous = numba.get_num_threads()
+    if n_threads is not None:
+        numba.set_num_threads(n_threads)
+    try:
+        _lane_popcount_pass(db_words, np.ascontiguousarray(query_words), out)
+    finally:
+        numba.set_num_threads(previous)
+    return out
 
 
 def popcount_bound(db_words, query_words, n_threads=None, dtype=np.int32):
@@ -70,6 +145,9 @@ def bound_time(db_words, query_words, n_threads, repeats=2):
     for dtype in (np.int32, np.int64):
         popcount_bound(db_words, query_words[:4], n_threads, dtype)  # compile
         times.append(best_of(lambda: popcount_bound(db_words, query_words, n_threads, dtype), repeats)[0])
+    if db_words.shape[0] <= 4:
+        lane_popcount_bound(db_words, query_words[:LANES], n_threads)  # compile
+        times.append(best_of(lambda: lane_popcount_bound(db_words, query_words, n_threads), repeats)[0])
     return min(times)
 
 
@@ -89,12 +167,20 @@ def main():
     parser.add_argument("--k", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--numpy-queries", type=int, default=50, help="queries for the slow numpy reference")
+    parser.add_argument("--isa", choices=["native", "avx2"], default="native",
+                        help="compile for this CPU, or for AVX2 (and run faiss at AVX2) on any x86 CPU")
     args = parser.parse_args()
+    if args.isa == "avx2" and any(os.environ.get(key) != value for key, value in AVX2_ENV.items()):
+        # numba and faiss read their targets when imported: start again with them set.
+        os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], {**os.environ, **AVX2_ENV})
     rng = np.random.default_rng(0)
+    faiss_level = faiss.SIMDConfig.get_level_name() if faiss is not None else "-"
     print(f"numba {numba.__version__}, faiss {getattr(faiss, '__version__', 'not installed')}; "
-          f"queries per second, best of 2")
+          f"queries per second, best of 2; cpu = the CPU's flags, code = numba's target for the kernels "
+          f"(faiss at {faiss_level})")
+    machine = f"{cpu_flags()} {code_isa()}"
     header = (f"{'N':>10} {'bits':>4} {'k':>4} {'thr':>3} | {'ours':>8} {'faiss':>8} {'numpy':>8} {'bound':>8} | "
-              f"{'ours/faiss':>10} {'ours/bound':>10} {'numpy/faiss':>11} | same dist")
+              f"{'ours/faiss':>10} {'ours/bound':>10} {'numpy/faiss':>11} | same dist | cpu code")
     print(header)
     for n_bits in args.bits:
         for n in args.sizes:
@@ -129,7 +215,7 @@ def main():
                     f = qps.get("faiss", np.nan)
                     print(f"{n:>10} {n_bits:>4} {k:>4} {threads:>3} | {qps['ours']:8.0f} {f:8.0f} "
                           f"{qps.get('numpy', np.nan):8.0f} {qps['bound']:8.0f} | {qps['ours'] / f:10.2f} "
-                          f"{qps['ours'] / qps['bound']:10.2f} {qps.get('numpy', np.nan) / f:11.2f} | {same}",
+                          f"{qps['ours'] / qps['bound']:10.2f} {qps.get('numpy', np.nan) / f:11.2f} | {same:>9} | {machine}",
                           flush=True)
             radius_row(db, queries[: args.numpy_queries], n_bits)
 

@@ -117,6 +117,25 @@ def test_popcount_bound_computes_every_distance(n_bytes, dtype):
     np.testing.assert_array_equal(search.popcount_bound(pack_words(db), pack_words(queries).T, dtype=dtype), expected)
 
 
+@pytest.mark.parametrize("n_bytes", [8, 16, 32])
+def test_lane_popcount_bound_computes_every_distance(n_bytes):
+    # Each group of sixteen queries adds up its distances to every row of whole scan steps;
+    # lanes without a query hold zeros (each adds the rows' popcounts).
+    from sortedhash.neighbors._kernels import pack_words
+    from sortedhash.neighbors._lanes import LANES, SCAN_ROWS
+
+    search = _load_benchmark("hamming_search")
+    rng = np.random.default_rng(3)
+    db = rng.integers(0, 256, (10 * SCAN_ROWS + 5, n_bytes), dtype=np.uint8)
+    queries = rng.integers(0, 256, (2 * LANES + 1, n_bytes), dtype=np.uint8)
+    full = np.bitwise_count(queries[:, None, :] ^ db[None, :10 * SCAN_ROWS, :]).sum(-1, dtype=np.int64)
+    padding = np.bitwise_count(db[:10 * SCAN_ROWS]).sum(dtype=np.int64)
+    expected = np.zeros(len(queries), dtype=np.int64)
+    expected[0], expected[LANES] = full[:LANES].sum(), full[LANES:2 * LANES].sum()
+    expected[2 * LANES] = full[2 * LANES:].sum() + (LANES - 1) * padding
+    np.testing.assert_array_equal(search.lane_popcount_bound(pack_words(db), pack_words(queries).T), expected)
+
+
 def test_rerank_speed_runs_every_method_against_exact_search(tmp_path):
     pytest.importorskip("faiss")
     cmd = [sys.executable, str(ROOT / "benchmarks" / "rerank_speed.py"), "digits", "--rows", "5000", "--queries", "50",

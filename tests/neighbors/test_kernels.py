@@ -1,10 +1,11 @@
 """The compiled kernels against an exact numpy reference, on databases that span several
-blocks, for every code width path (1 to 5 words)."""
+blocks, for every code width path (1 to 5 words), one query at a time and sixteen a vector."""
 
 import numpy as np
 import pytest
+from numba.core import config
 
-from sortedhash.neighbors import _kernels
+from sortedhash.neighbors import _kernels, _lanes
 from sortedhash.neighbors._kernels import knn_search, pack_words
 
 
@@ -19,9 +20,19 @@ def _codes(rng, n, n_bytes, n_distinct=None):
     return codes
 
 
-@pytest.mark.parametrize("n_bytes", [2, 8, 16, 24, 32, 40])
+def _stable_top_k(queries, db, k, exclude=None):
+    full = _distances(queries, db)
+    if exclude is not None:
+        full[np.arange(len(queries)), exclude] = 10**6
+    order = np.argsort(full, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(full, order, axis=1), order
+
+
+# The lane kernel takes codes of up to four words (and refuses more: tested below).
+@pytest.mark.parametrize(("n_bytes", "lanes"), [(n, False) for n in (2, 8, 16, 24, 32, 40)]
+                         + [(n, True) for n in (2, 8, 16, 24, 32)])
 @pytest.mark.parametrize("n_distinct", [None, 300])
-def test_knn_search_is_a_stable_sort_of_all_distances(n_bytes, n_distinct):
+def test_knn_search_is_a_stable_sort_of_all_distances(n_bytes, n_distinct, lanes):
     rng = np.random.default_rng(n_bytes)
     n = 3 * _kernels._DB_BLOCK + 133  # a partial last block
     db = _codes(rng, n, n_bytes, n_distinct)
@@ -29,23 +40,56 @@ def test_knn_search_is_a_stable_sort_of_all_distances(n_bytes, n_distinct):
     # tightens in the first block and most later blocks are skipped whole.
     queries = np.concatenate([_codes(rng, 20, n_bytes), db[rng.integers(0, n, 20)]])
     k = 50
-    dist, idx = knn_search(pack_words(db), pack_words(queries).T, k, 8 * n_bytes)
-    full = _distances(queries, db)
-    order = np.argsort(full, axis=1, kind="stable")[:, :k]
-    np.testing.assert_array_equal(idx, order)
-    np.testing.assert_array_equal(dist, np.take_along_axis(full, order, axis=1))
+    dist, idx = knn_search(pack_words(db), pack_words(queries).T, k, 8 * n_bytes, lanes=lanes)
+    expected_dist, expected_idx = _stable_top_k(queries, db, k)
+    np.testing.assert_array_equal(idx, expected_idx)
+    np.testing.assert_array_equal(dist, expected_dist)
 
 
-def test_knn_search_leaves_out_the_excluded_row():
+@pytest.mark.parametrize("lanes", [False, True])
+def test_knn_search_leaves_out_the_excluded_row(lanes):
     rng = np.random.default_rng(1)
     db = _codes(rng, 2 * _kernels._DB_BLOCK + 7, 8, n_distinct=200)
     exclude = np.arange(0, len(db), 97, dtype=np.int64)
-    dist, idx = knn_search(pack_words(db), pack_words(db[exclude]).T, 10, 64, exclude=exclude)
-    full = _distances(db[exclude], db)
-    full[np.arange(len(exclude)), exclude] = 10**6
-    order = np.argsort(full, axis=1, kind="stable")[:, :10]
-    np.testing.assert_array_equal(idx, order)
+    dist, idx = knn_search(pack_words(db), pack_words(db[exclude]).T, 10, 64, exclude=exclude, lanes=lanes)
+    expected_dist, expected_idx = _stable_top_k(db[exclude], db, 10, exclude)
+    np.testing.assert_array_equal(idx, expected_idx)
+    np.testing.assert_array_equal(dist, expected_dist)
     assert not np.any(idx == exclude[:, None])
+
+
+@pytest.mark.parametrize("n_bytes", [8, 16, 24, 32])
+@pytest.mark.parametrize("n_queries", [16, 37])  # whole groups of sixteen, and a partial last one
+@pytest.mark.parametrize("data", ["uniform", "few distinct", "all equal"])
+def test_lane_kernel_edge_cases(n_bytes, n_queries, data):
+    # Rows not a multiple of the scan step (a tail scanned row by row), k of 1, of many
+    # rows (the buffers compact many times) and of every row, ties everywhere.
+    rng = np.random.default_rng(n_bytes + n_queries)
+    n = 40 * _lanes.SCAN_ROWS + 11
+    db = _codes(rng, n, n_bytes, {"uniform": None, "few distinct": 7, "all equal": 1}[data])
+    queries = np.concatenate([db[rng.integers(0, n, n_queries // 2)], _codes(rng, n_queries - n_queries // 2,
+                                                                             n_bytes)])
+    for k in (1, 300, n):
+        dist, idx = knn_search(pack_words(db), pack_words(queries).T, k, 8 * n_bytes, lanes=True)
+        expected_dist, expected_idx = _stable_top_k(queries, db, k)
+        np.testing.assert_array_equal(idx, expected_idx)
+        np.testing.assert_array_equal(dist, expected_dist)
+
+
+def test_lane_kernel_refuses_codes_over_four_words():
+    codes = np.zeros((20, 40), dtype=np.uint8)
+    with pytest.raises(ValueError, match="up to 4 words"):
+        knn_search(pack_words(codes), pack_words(codes).T, 1, 320, lanes=True)
+
+
+@pytest.mark.parametrize(("features", "words"), [
+    ("+avx2,+avx512f,+avx512vpopcntdq", 4),
+    ("+avx2,-avx512f", 1),
+    ("+sse4.2,+popcnt", 0),
+])
+def test_lane_kernel_width_follows_the_compile_target(monkeypatch, features, words):
+    monkeypatch.setattr(config, "CPU_FEATURES", features)
+    assert _lanes._max_words() == words
 
 
 @pytest.mark.parametrize("n_bytes", [1, 8, 16, 40])

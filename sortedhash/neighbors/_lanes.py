@@ -1,0 +1,217 @@
+"""LLVM vector code for the scan: sixteen queries in the lanes of one vector (numba intrinsics).
+
+numba vectorises loops over the rows of a block, one query at a time, and every distance
+then costs a store and a minimum besides the XOR and the popcount. Here each database row
+is broadcast to all lanes and compared with sixteen queries at once, and the distances never
+leave the registers: a step over :data:`SCAN_ROWS` rows keeps only each lane's minimum and
+compares it with the lane's threshold. LLVM lowers the ``<16 x i64>`` vectors to the
+machine's registers (two 512-bit ones with AVX-512, four 256-bit ones with AVX2) and the
+popcount to ``vpopcntq`` where the CPU has it, a table lookup elsewhere.
+
+The code width is a compile-time constant (an integer literal argument), so each width gets
+straight-line code with the query words held in registers. That pays while the registers
+hold them: measured on one machine compiling for AVX-512 (VPOPCNTDQ) and for AVX2
+(``research/NOTES.md``), sixteen lanes beat the row-at-a-time kernel up to four words with
+AVX-512 and at one word only with AVX2. :data:`MAX_WORDS` follows the CPU numba compiles
+for.
+"""
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.core import config
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.extending import intrinsic
+
+__all__ = ["LANES", "MASK_ROWS", "MAX_WORDS", "SCAN_ROWS", "lane_popcount_sum", "rows_below", "scan_to_below"]
+
+LANES = 16  # queries a vector group
+SCAN_ROWS = 16  # rows a step of scan_to_below: one compare with the thresholds a step
+MASK_ROWS = 4  # rows a rows_below call: 4 x 16 lanes = the 64 bits of its result
+
+
+
+def _max_words():
+    """Widest codes, in 64-bit words, that the lane kernel runs faster (0: never)."""
+    features = config.CPU_FEATURES  # numba's NUMBA_CPU_FEATURES; None: the host's
+    if features is None:
+        if config.CPU_NAME and config.CPU_NAME.lower() != "host":
+            return 0  # a named CPU without its features: unknown width, keep the row kernel
+        features = llvm.get_host_cpu_features().flatten()
+    enabled = {f[1:] for f in features.split(",") if f.startswith("+")}
+    if "avx512f" in enabled:
+        return 4  # 32 vector registers: four words of sixteen lanes stay in registers
+    if "avx2" in enabled:
+        return 1  # 16 registers: more words spill (slower than the row kernel)
+    return 0  # not measured elsewhere
+
+
+MAX_WORDS = _max_words()
+
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+_VECTOR = ir.VectorType(_I64, LANES)
+
+
+def _check(db, queries, thresh, n_words):
+    """Typing checks shared by the intrinsics (thresh may be None)."""
+    if not isinstance(n_words, types.IntegerLiteral) or n_words.literal_value < 1:
+        raise TypingError("n_words must be a positive integer literal")
+    if not (isinstance(db, types.Array) and db.ndim == 2 and db.dtype == types.uint64):
+        raise TypingError("db must be a 2-D uint64 array (words, rows)")
+    if not (isinstance(queries, types.Array) and queries.ndim == 2 and queries.dtype == types.uint64
+            and queries.layout == "C"):
+        raise TypingError("queries must be a C-contiguous 2-D uint64 array (words, LANES)")
+    if thresh is not None and not (isinstance(thresh, types.Array) and thresh.ndim == 1
+                                   and thresh.dtype == types.int64 and thresh.layout == "C"):
+        raise TypingError("thresh must be a C-contiguous 1-D int64 array (LANES,)")
+
+
+class _Codegen:
+    """Builds the distances of one database row to the sixteen query lanes."""
+
+    def __init__(self, context, builder, signature, args, n_words):
+        self.builder = builder
+        db = context.make_array(signature.args[0])(context, builder, args[0])
+        self.db_bytes = builder.bitcast(db.data, ir.IntType(8).as_pointer())
+        self.word_stride, self.row_stride = cgutils.unpack_tuple(builder, db.strides, 2)
+        self.n_words = n_words
+        fnty = ir.FunctionType(_VECTOR, [_VECTOR])
+        name = f"llvm.ctpop.v{LANES}i64"
+        self.ctpop = builder.module.globals.get(name) or ir.Function(builder.module, fnty, name)
+
+    def load_lanes(self, array_struct):
+        """The query words, one <16 x i64> vector per word (the array is (n_words, LANES), C)."""
+        pointer = self.builder.bitcast(array_struct.data, _VECTOR.as_pointer())
+        return [self.builder.load(self.builder.gep(pointer, [ir.Constant(_I32, w)]), align=8)
+                for w in range(self.n_words)]
+
+    def distances(self, lanes, row):
+        """<16 x i64>: the Hamming distance of database row ``row`` to each lane's query."""
+        b = self.builder
+        total = None
+        for w, query in enumerate(lanes):
+            offset = b.add(b.mul(ir.Constant(_I64, w), self.word_stride), b.mul(row, self.row_stride))
+            word = b.load(b.bitcast(b.gep(self.db_bytes, [offset]), _I64.as_pointer()), align=8)
+            splat = b.insert_element(ir.Constant(_VECTOR, ir.Undefined), word, ir.Constant(_I32, 0))
+            splat = b.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+            count = b.call(self.ctpop, [b.xor(query, splat)])
+            total = count if total is None else b.add(total, count)
+        return total
+
+
+def _lane_bits(builder, flags):
+    """<16 x i1> -> i64 with bit j set for lane j."""
+    return builder.zext(builder.bitcast(flags, ir.IntType(LANES)), _I64)
+
+
+@intrinsic
+def scan_to_below(typingctx, db, start, stop, queries, thresh, n_words):
+    """The first ``r`` of ``start, start + SCAN_ROWS, ...`` (before ``stop``) where a row of
+    ``[r, r + SCAN_ROWS)`` is at distance ``< thresh[j]`` from lane ``j``'s query, for some
+    lane; ``stop`` when there is none. ``stop - start`` must be a multiple of ``SCAN_ROWS``."""
+    _check(db, queries, thresh, n_words)
+    sig = types.int64(db, types.int64, types.int64, queries, thresh, n_words)
+
+    def codegen(context, builder, signature, args):
+        gen = _Codegen(context, builder, signature, args, signature.args[5].literal_value)
+        lanes = gen.load_lanes(context.make_array(signature.args[3])(context, builder, args[3]))
+        thresh_struct = context.make_array(signature.args[4])(context, builder, args[4])
+        limit = builder.load(builder.bitcast(thresh_struct.data, _VECTOR.as_pointer()), align=8)
+        start, stop = args[1], args[2]
+        before = builder.basic_block
+        loop = builder.append_basic_block("lanes.scan")
+        done = builder.append_basic_block("lanes.done")
+        builder.cbranch(builder.icmp_signed("<", start, stop), loop, done)
+
+        builder.position_at_end(loop)
+        r = builder.phi(_I64)
+        r.add_incoming(start, before)
+        lowest = None
+        for i in range(SCAN_ROWS):
+            d = gen.distances(lanes, builder.add(r, ir.Constant(_I64, i)))
+            lowest = d if lowest is None else builder.select(builder.icmp_signed("<", d, lowest), d, lowest)
+        below = builder.icmp_unsigned("!=", _lane_bits(builder, builder.icmp_signed("<", lowest, limit)),
+                                      ir.Constant(_I64, 0))
+        step = builder.add(r, ir.Constant(_I64, SCAN_ROWS))
+        found = builder.select(below, r, stop)
+        go_on = builder.and_(builder.not_(below), builder.icmp_signed("<", step, stop))
+        last = builder.basic_block
+        r.add_incoming(step, last)
+        builder.cbranch(go_on, loop, done)
+
+        builder.position_at_end(done)
+        result = builder.phi(_I64)
+        result.add_incoming(stop, before)
+        result.add_incoming(found, last)
+        return result
+
+    return sig, codegen
+
+
+@intrinsic
+def rows_below(typingctx, db, r, queries, thresh, n_words):
+    """uint64 with bit ``i * LANES + j`` set where row ``r + i`` is at distance
+    ``< thresh[j]`` from lane ``j``'s query, for ``i < MASK_ROWS``."""
+    _check(db, queries, thresh, n_words)
+    sig = types.uint64(db, types.int64, queries, thresh, n_words)
+
+    def codegen(context, builder, signature, args):
+        gen = _Codegen(context, builder, signature, args, signature.args[4].literal_value)
+        lanes = gen.load_lanes(context.make_array(signature.args[2])(context, builder, args[2]))
+        thresh_struct = context.make_array(signature.args[3])(context, builder, args[3])
+        limit = builder.load(builder.bitcast(thresh_struct.data, _VECTOR.as_pointer()), align=8)
+        bits = ir.Constant(_I64, 0)
+        for i in range(MASK_ROWS):
+            d = gen.distances(lanes, builder.add(args[1], ir.Constant(_I64, i)))
+            row_bits = _lane_bits(builder, builder.icmp_signed("<", d, limit))
+            bits = builder.or_(bits, builder.shl(row_bits, ir.Constant(_I64, LANES * i)))
+        return bits
+
+    return sig, codegen
+
+
+@intrinsic
+def lane_popcount_sum(typingctx, db, start, stop, queries, n_words):
+    """The sum over rows ``[start, stop)`` and the sixteen lanes of the distances, with no
+    selection: the XOR + popcount work of :func:`scan_to_below` alone, an add per distance
+    to keep it (the popcount bound of the benchmarks). ``stop - start`` must be a multiple of
+    ``SCAN_ROWS``."""
+    _check(db, queries, None, n_words)
+    sig = types.int64(db, types.int64, types.int64, queries, n_words)
+
+    def codegen(context, builder, signature, args):
+        gen = _Codegen(context, builder, signature, args, signature.args[4].literal_value)
+        lanes = gen.load_lanes(context.make_array(signature.args[3])(context, builder, args[3]))
+        start, stop = args[1], args[2]
+        zero = ir.Constant(_VECTOR, [0] * LANES)
+        before = builder.basic_block
+        loop = builder.append_basic_block("lanes.pass")
+        done = builder.append_basic_block("lanes.sum")
+        builder.cbranch(builder.icmp_signed("<", start, stop), loop, done)
+
+        builder.position_at_end(loop)
+        r = builder.phi(_I64)
+        r.add_incoming(start, before)
+        acc = builder.phi(_VECTOR)
+        acc.add_incoming(zero, before)
+        total = acc
+        for i in range(SCAN_ROWS):
+            total = builder.add(total, gen.distances(lanes, builder.add(r, ir.Constant(_I64, i))))
+        step = builder.add(r, ir.Constant(_I64, SCAN_ROWS))
+        last = builder.basic_block
+        r.add_incoming(step, last)
+        acc.add_incoming(total, last)
+        builder.cbranch(builder.icmp_signed("<", step, stop), loop, done)
+
+        builder.position_at_end(done)
+        sums = builder.phi(_VECTOR)
+        sums.add_incoming(zero, before)
+        sums.add_incoming(total, last)
+        out = builder.extract_element(sums, ir.Constant(_I32, 0))
+        for j in range(1, LANES):
+            out = builder.add(out, builder.extract_element(sums, ir.Constant(_I32, j)))
+        return out
+
+    return sig, codegen
