@@ -29,7 +29,8 @@ import numpy as np
 from numba import prange
 
 from sortedhash import HammingNeighbors
-from sortedhash.neighbors._kernels import _DB_BLOCK, _QUERY_CHUNK, _block_distances, _block_rows, pack_words
+from sortedhash.neighbors._kernels import (_DB_BLOCK, _LANE_BLOCK_WORDS, _QUERY_CHUNK, _block_distances, _block_rows,
+                                           _lane_part_size, pack_words)
 from sortedhash.neighbors._lanes import LANES, SCAN_ROWS, lane_popcount_sum
 
 try:
@@ -81,40 +82,49 @@ def _popcount_pass(db, queries, out, dist_like):
 
 
 @numba.njit(nogil=True, inline="always")
-def _lane_sum(db, stop, lanes):
+def _lane_sum(db, start, stop, lanes):
     n_words = db.shape[0]
     if n_words == 1:
-        return lane_popcount_sum(db, 0, stop, lanes, 1)
+        return lane_popcount_sum(db, start, stop, lanes, 1)
     if n_words == 2:
-        return lane_popcount_sum(db, 0, stop, lanes, 2)
+        return lane_popcount_sum(db, start, stop, lanes, 2)
     if n_words == 3:
-        return lane_popcount_sum(db, 0, stop, lanes, 3)
-    return lane_popcount_sum(db, 0, stop, lanes, 4)
+        return lane_popcount_sum(db, start, stop, lanes, 3)
+    return lane_popcount_sum(db, start, stop, lanes, 4)
 
 
 @numba.njit(parallel=True, nogil=True)
-def _lane_popcount_pass(db, queries, out):
+def _lane_popcount_pass(db, queries, out, per_part):
     n_words, n_rows = db.shape
     n_queries = queries.shape[0]
-    for group in prange((n_queries + LANES - 1) // LANES):
-        q0 = group * LANES
-        lanes = np.zeros((n_words, LANES), dtype=np.uint64)
-        for j in range(min(LANES, n_queries - q0)):
-            for w in range(n_words):
-                lanes[w, j] = queries[q0 + j, w]
-        out[q0] = _lane_sum(db, n_rows - n_rows % SCAN_ROWS, lanes)
+    n_groups = (n_queries + LANES - 1) // LANES
+    scanned = n_rows - n_rows % SCAN_ROWS
+    block = max(SCAN_ROWS, _LANE_BLOCK_WORDS // n_words // SCAN_ROWS * SCAN_ROWS)
+    for part in prange((n_groups + per_part - 1) // per_part):
+        g0 = part * per_part
+        ng = min(per_part, n_groups - g0)
+        lanes = np.zeros((ng, n_words, LANES), dtype=np.uint64)
+        for g in range(ng):
+            for j in range(min(LANES, n_queries - (g0 + g) * LANES)):
+                for w in range(n_words):
+                    lanes[g, w, j] = queries[(g0 + g) * LANES + j, w]
+        for r0 in range(0, scanned, block):
+            r1 = min(r0 + block, scanned)
+            for g in range(ng):
+                out[(g0 + g) * LANES] += _lane_sum(db, r0, r1, lanes[g])
 
 
 def lane_popcount_bound(db_words, query_words, n_threads=None):
     """Every query x row XOR + popcount with sixteen queries in the lanes of a vector, each
-    distance added to a register and nothing else: the scan kernel's layout with no
-    selection (codes of up to four words)."""
+    distance added to a register and nothing else: the lane kernel's layout and blocking
+    with no selection (codes of up to four words)."""
     out = np.zeros(query_words.shape[0], dtype=np.int64)
     previous = numba.get_num_threads()
     if n_threads is not None:
         numba.set_num_threads(n_threads)
     try:
-        _lane_popcount_pass(db_words, np.ascontiguousarray(query_words), out)
+        per_part = _lane_part_size(len(query_words), 1, numba.get_num_threads())
+        _lane_popcount_pass(db_words, np.ascontiguousarray(query_words), out, per_part)
     finally:
         numba.set_num_threads(previous)
     return out

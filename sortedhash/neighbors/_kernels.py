@@ -317,6 +317,10 @@ def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
             _write_top_k(buf_d[qi], buf_i[qi], size[qi], hist[qi], k, out_idx[q0 + qi], out_dist[q0 + qi])
 
 
+_LANE_BLOCK_WORDS = 8192  # words of a block of rows (64 KiB): in cache while a part's groups scan it
+_LANE_GROUPS = 32  # groups of sixteen queries a part holds, at most
+
+
 @njit(nogil=True, inline="always")
 def _scan_lanes(db, r, stop, lanes, thresh):
     # The width as a literal: each gets straight-line vector code.
@@ -366,58 +370,87 @@ def _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip):
     size[j] = s
 
 
+def _lane_part_size(n_queries, k, n_threads):
+    """Groups of sixteen queries a part of :func:`_knn_lanes` holds (a part runs on one
+    thread): enough parts for every thread, at most ``_LANE_GROUPS`` groups and ~64 MiB of
+    buffers a part."""
+    n_groups = -(-n_queries // LANES)
+    most = min(_LANE_GROUPS, max(1, (1 << 26) // (LANES * (4 * k + 64) * 16)))
+    return max(1, min(most, -(-n_groups // max(1, n_threads))))
+
+
 @njit(parallel=True, nogil=True)
-def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist):
+def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part):
     """:func:`_knn` with sixteen queries a vector: a row is read once for all sixteen, and a
     step of rows costs one compare of each lane's minimum with its threshold (``_lanes``).
-    The rare steps with a row under a threshold are rescanned for the exact rows."""
+    The rare steps with a row under a threshold are rescanned for the exact rows. Each
+    thread takes up to ``_LANE_GROUPS`` groups of sixteen queries over a block of rows that
+    stays in cache before it moves to the next, so the database is read from memory once a
+    part, not once a group."""
     n_words, n_rows = db.shape
     n_queries = queries.shape[0]
+    n_groups = (n_queries + LANES - 1) // LANES
     scanned = n_rows - n_rows % SCAN_ROWS
+    block = max(SCAN_ROWS, _LANE_BLOCK_WORDS // n_words // SCAN_ROWS * SCAN_ROWS)
     cap = 4 * k + 64
-    for group in prange((n_queries + LANES - 1) // LANES):
-        q0 = group * LANES
-        nq = min(LANES, n_queries - q0)
-        lanes = np.zeros((n_words, LANES), dtype=np.uint64)
-        thresh = np.zeros(LANES, dtype=np.int64)  # a lane without a query is never below
-        skip = np.full(LANES, -1, dtype=np.int64)
-        for j in range(nq):
-            for w in range(n_words):
-                lanes[w, j] = queries[q0 + j, w]
-            thresh[j] = n_bits + 1
-            skip[j] = exclude[q0 + j]
-        buf_d = np.empty((LANES, cap), dtype=np.int64)
-        buf_i = np.empty((LANES, cap), dtype=np.int64)
-        size = np.zeros(LANES, dtype=np.int64)
-        below = np.zeros(LANES, dtype=np.int64)
-        hist = np.zeros((LANES, n_bits + 1), dtype=np.int64)
-        r = 0
-        while r < scanned:
-            r = _scan_lanes(db, r, scanned, lanes, thresh)
-            if r >= scanned:
-                break
-            # Recompute the step's rows against the thresholds, four rows at a time.
-            for r4 in range(r, r + SCAN_ROWS, MASK_ROWS):
-                mask = _rows_below_lanes(db, r4, lanes, thresh)
-                while mask != 0:  # rows in index order, lanes within a row
-                    bit = _trailing_zeros(mask)
-                    mask &= mask - np.uint64(1)
-                    row = r4 + bit // LANES
-                    j = bit % LANES
+    for part in prange((n_groups + per_part - 1) // per_part):
+        g0 = part * per_part
+        ng = min(per_part, n_groups - g0)
+        lanes = np.zeros((ng, n_words, LANES), dtype=np.uint64)
+        thresh = np.zeros((ng, LANES), dtype=np.int64)  # a lane without a query is never below
+        skip = np.full((ng, LANES), -1, dtype=np.int64)
+        for g in range(ng):
+            for j in range(min(LANES, n_queries - (g0 + g) * LANES)):
+                q = (g0 + g) * LANES + j
+                for w in range(n_words):
+                    lanes[g, w, j] = queries[q, w]
+                thresh[g, j] = n_bits + 1
+                skip[g, j] = exclude[q]
+        buf_d = np.empty((ng, LANES, cap), dtype=np.int64)
+        buf_i = np.empty((ng, LANES, cap), dtype=np.int64)
+        size = np.zeros((ng, LANES), dtype=np.int64)
+        below = np.zeros((ng, LANES), dtype=np.int64)
+        hist = np.zeros((ng, LANES, n_bits + 1), dtype=np.int64)
+        for r0 in range(0, scanned, block):
+            r1 = min(r0 + block, scanned)
+            for g in range(ng):
+                _scan_lane_group(db, r0, r1, k, lanes[g], thresh[g], below[g], size[g], hist[g], buf_d[g],
+                                 buf_i[g], skip[g])
+        for g in range(ng):
+            nq = min(LANES, n_queries - (g0 + g) * LANES)
+            for row in range(scanned, n_rows):  # the last rows, fewer than a step
+                for j in range(nq):
                     d = 0
                     for w in range(n_words):
-                        d += _popcount(lanes[w, j] ^ db[w, row])
-                    _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip)
-            r += SCAN_ROWS
-        for row in range(scanned, n_rows):
+                        d += _popcount(lanes[g, w, j] ^ db[w, row])
+                    _offer(j, d, row, k, thresh[g], below[g], size[g], hist[g], buf_d[g], buf_i[g], skip[g])
             for j in range(nq):
+                q = (g0 + g) * LANES + j
+                _write_top_k(buf_d[g, j], buf_i[g, j], size[g, j], hist[g, j], k, out_idx[q], out_dist[q])
+
+
+@njit(nogil=True)
+def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf_i, skip):
+    """One group of sixteen queries over rows ``[r0, r1)`` (whole steps)."""
+    n_words = db.shape[0]
+    r = r0
+    while r < r1:
+        r = _scan_lanes(db, r, r1, lanes, thresh)
+        if r >= r1:
+            break
+        # Recompute the step's rows against the thresholds, four rows at a time.
+        for r4 in range(r, r + SCAN_ROWS, MASK_ROWS):
+            mask = _rows_below_lanes(db, r4, lanes, thresh)
+            while mask != 0:  # rows in index order, lanes within a row
+                bit = _trailing_zeros(mask)
+                mask &= mask - np.uint64(1)
+                row = r4 + bit // LANES
+                j = bit % LANES
                 d = 0
                 for w in range(n_words):
                     d += _popcount(lanes[w, j] ^ db[w, row])
                 _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip)
-        for j in range(nq):
-            _write_top_k(buf_d[j], buf_i[j], size[j], hist[j], k, out_idx[q0 + j], out_dist[q0 + j])
-
+        r += SCAN_ROWS
 
 def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, lanes=None):
     """Exact k nearest rows of ``db_words`` for each query, ties by lower index.
@@ -455,8 +488,13 @@ def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, l
         lanes = db_words.shape[0] <= MAX_WORDS and n_queries >= LANES
     elif lanes and db_words.shape[0] > 4:
         raise ValueError(f"the lane kernel takes codes of up to 4 words, not {db_words.shape[0]}")
-    _with_threads(n_threads, _knn_lanes if lanes else _knn, db_words, np.ascontiguousarray(query_words), k,
-                  n_bits, exclude, out_idx, out_dist)
+    args = (db_words, np.ascontiguousarray(query_words), k, n_bits, exclude, out_idx, out_dist)
+    if lanes:
+        threads = numba.get_num_threads() if n_threads is None else n_threads
+        threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
+        _with_threads(n_threads, _knn_lanes, *args, _lane_part_size(n_queries, k, threads))
+    else:
+        _with_threads(n_threads, _knn, *args)
     return out_dist, out_idx
 
 

@@ -76,6 +76,27 @@ def test_lane_kernel_edge_cases(n_bytes, n_queries, data):
         np.testing.assert_array_equal(dist, expected_dist)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_lane_kernel_over_several_blocks_and_parts(n_threads):
+    # Each part scans one block of rows for all its groups before the next block: the
+    # thresholds and buffers carry over from block to block, and parts split the groups.
+    rng = np.random.default_rng(n_threads)
+    n = 2 * _kernels._LANE_BLOCK_WORDS + 37
+    db = _codes(rng, n, 8, n_distinct=5000)
+    queries = np.concatenate([db[rng.integers(0, n, 40)], _codes(rng, 30, 8)])  # five groups, the last partial
+    assert _kernels._lane_part_size(len(queries), 10, n_threads) == (5 if n_threads == 1 else 3)
+    dist, idx = knn_search(pack_words(db), pack_words(queries).T, 10, 64, n_threads=n_threads, lanes=True)
+    expected_dist, expected_idx = _stable_top_k(queries, db, 10)
+    np.testing.assert_array_equal(idx, expected_idx)
+    np.testing.assert_array_equal(dist, expected_dist)
+
+
+def test_lane_parts_bound_the_buffers():
+    assert _kernels._lane_part_size(10_000, 10, 2) == _kernels._LANE_GROUPS
+    # k = 100,000: one group's buffers are ~100 MiB, so a part holds one group.
+    assert _kernels._lane_part_size(10_000, 100_000, 2) == 1
+
+
 def test_lane_kernel_refuses_codes_over_four_words():
     codes = np.zeros((20, 40), dtype=np.uint8)
     with pytest.raises(ValueError, match="up to 4 words"):
