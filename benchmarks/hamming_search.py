@@ -123,7 +123,7 @@ def lane_popcount_bound(db_words, query_words, n_threads=None):
     if n_threads is not None:
         numba.set_num_threads(n_threads)
     try:
-        per_part = _lane_part_size(len(query_words), 1, numba.get_num_threads())
+        per_part = _lane_part_size(len(query_words), 1, numba.get_num_threads(), db_words.nbytes)
         _lane_popcount_pass(db_words, np.ascontiguousarray(query_words), out, per_part)
     finally:
         numba.set_num_threads(previous)

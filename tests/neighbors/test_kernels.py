@@ -84,17 +84,21 @@ def test_lane_kernel_over_several_blocks_and_parts(n_threads):
     n = 2 * _kernels._LANE_BLOCK_WORDS + 37
     db = _codes(rng, n, 8, n_distinct=5000)
     queries = np.concatenate([db[rng.integers(0, n, 40)], _codes(rng, 30, 8)])  # five groups, the last partial
-    assert _kernels._lane_part_size(len(queries), 10, n_threads) == (5 if n_threads == 1 else 3)
+    # A database that fits in the cache: two groups a part, so three parts here.
+    assert _kernels._lane_part_size(len(queries), 10, n_threads, db.nbytes) == 2
     dist, idx = knn_search(pack_words(db), pack_words(queries).T, 10, 64, n_threads=n_threads, lanes=True)
     expected_dist, expected_idx = _stable_top_k(queries, db, 10)
     np.testing.assert_array_equal(idx, expected_idx)
     np.testing.assert_array_equal(dist, expected_dist)
 
 
-def test_lane_parts_bound_the_buffers():
-    assert _kernels._lane_part_size(10_000, 10, 2) == _kernels._LANE_GROUPS
+def test_lane_parts_share_blocks_of_large_databases_and_bound_the_buffers():
+    large, small = 2 * _kernels._CACHED_DB_BYTES, _kernels._CACHED_DB_BYTES
+    assert _kernels._lane_part_size(10_000, 10, 2, large) == _kernels._LANE_GROUPS
+    assert _kernels._lane_part_size(10_000, 10, 2, small) == 2
+    assert _kernels._lane_part_size(100, 10, 2, large) == 4  # seven groups: every thread gets a part
     # k = 100,000: one group's buffers are ~100 MiB, so a part holds one group.
-    assert _kernels._lane_part_size(10_000, 100_000, 2) == 1
+    assert _kernels._lane_part_size(10_000, 100_000, 2, large) == 1
 
 
 def test_lane_kernel_refuses_codes_over_four_words():
