@@ -98,7 +98,8 @@ def main():
         same = all(np.array_equal(d, reference[0]) and np.array_equal(i, reference[1]) for d, i in results.values())
         cells = "  ".join(f"{name} {len(query_words) / best[name]:8.0f} (work {work[name]:,.0f})" for name in names)
         print(f"k={k:>4} | {cells} | same results: {same}", flush=True)
-        knn_search(words, query_words[:4], k, n_bits, n_threads=1)  # compile
+        for some in (4, 16):  # compile both scan kernels: one query at a time, and 16 a vector
+            knn_search(words, query_words[:some], k, n_bits, n_threads=1)
         scan = min(timed(lambda: knn_search(words, query_words, k, n_bits, n_threads=1)) for _ in range(args.repeats))
         per_work = words.shape[1] * len(query_words) / scan * best[names[0]] / (work[names[0]] * len(query_words))
         print(f"       scan {len(query_words) / scan:8.0f} q/s; scan codes per {names[0]} work unit: {per_work:.0f}",

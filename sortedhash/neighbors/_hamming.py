@@ -35,6 +35,7 @@ _AUTO_SAMPLE = 16
 _AUTO_MAX_SAMPLE = 96
 _AUTO_SCAN_SAMPLE = 16  # one query chunk of the scan kernel: it runs them together
 _AUTO_SCAN_SHARE = 8  # ... over an eighth of the codes: the cost of two lone scans
+_AUTO_SCAN_BYTES = 16 << 20  # ... and at most this much of them (they stay in the cache)
 _INDEX_FORMAT = "sortedhash.HammingNeighbors.index/1"
 
 
@@ -404,13 +405,15 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         if not mih_compiled():  # load or compile it before timing it (outside by_mih: no overrun counted)
             mih_knn(self._index, self._mih, query_words[:1], k, exclude[:1], budget, 1)
         # The samples run on one thread each, so the costs compare whatever n_jobs. The scan
-        # runs its queries 16 at a time over each block of codes, so one or two queries alone
-        # cost it about twice as much a query as the rest will: time a full chunk of queries,
-        # over an eighth of the codes (scan time is linear in the codes).
-        rows = self.n_samples_fit_ // _AUTO_SCAN_SHARE
+        # runs its queries 16 at a time (one vector), so one or two queries alone cost it
+        # about twice as much a query as the rest will: time a full group of queries, over an
+        # eighth of the codes (scan time is linear in the codes) and at most what the cache
+        # holds. Timed the second time: a group alone would read the codes from memory,
+        # where the whole search reads them once for many groups.
+        rows = min(self.n_samples_fit_ // _AUTO_SCAN_SHARE, _AUTO_SCAN_BYTES // self._index.shape[0] // 8)
         if k < rows:
-            knn_search(first_codes(k + 1), query_words[:1], k, self.n_bits_, exclude[:1], 1)  # load or compile
             codes, sample = first_codes(rows), slice(0, _AUTO_SCAN_SAMPLE)
+            knn_search(codes, query_words[sample], k, self.n_bits_, exclude[sample], 1)  # load or compile
             start = time.perf_counter()
             knn_search(codes, query_words[sample], k, self.n_bits_, exclude[sample], 1)
             scan_time = (time.perf_counter() - start) * self.n_samples_fit_ / rows / _AUTO_SCAN_SAMPLE

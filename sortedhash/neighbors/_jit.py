@@ -11,9 +11,15 @@ command-line tool would pay that at each start. They are cached on disk, in the 
 Never inside the installed package (numba's default, next to the source), and nowhere when
 the directory cannot be written. The choice is made when the kernels' modules are
 imported.
+
+numba checks a cached function against its own file only, while the kernels also compile
+code from the modules they import (``_lanes``): the two sortedhash locations get a
+subdirectory named after a digest of this package's sources, so that a change to any of
+them compiles afresh.
 """
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -26,14 +32,22 @@ __all__ = ["CACHE_DIR", "njit"]
 _OFF = {"", "0", "off", "none", "false"}
 
 
+def _sources_digest():
+    """A short digest of the kernels' sources (this package's modules)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _cache_dir():
     """The directory to cache in, or None for no cache (numba's own: NUMBA_CACHE_DIR)."""
     if "SORTEDHASH_CACHE_DIR" in os.environ:
         value = os.environ["SORTEDHASH_CACHE_DIR"].strip()
-        return None if value.lower() in _OFF else Path(value).expanduser()
+        return None if value.lower() in _OFF else Path(value).expanduser() / _sources_digest()
     if os.environ.get("NUMBA_CACHE_DIR"):
         return Path(os.environ["NUMBA_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sortedhash"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sortedhash" / _sources_digest()
 
 
 def _writable(path):

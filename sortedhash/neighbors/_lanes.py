@@ -29,6 +29,7 @@ __all__ = ["LANES", "MASK_ROWS", "MAX_WORDS", "SCAN_ROWS", "lane_popcount_sum", 
 LANES = 16  # queries a vector group
 SCAN_ROWS = 16  # rows a step of scan_to_below: one compare with the thresholds a step
 MASK_ROWS = 4  # rows a rows_below call: 4 x 16 lanes = the 64 bits of its result
+PREFETCH_ROWS = 256  # rows ahead the scan asks for (2 KiB of a word): a group alone streams its rows
 
 
 
@@ -87,6 +88,18 @@ class _Codegen:
         return [self.builder.load(self.builder.gep(pointer, [ir.Constant(_I32, w)]), align=8)
                 for w in range(self.n_words)]
 
+    def prefetch(self, row):
+        """Start loading ``row``'s words into the caches (LLVM prefetch for a read)."""
+        b = self.builder
+        byte = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [byte, _I32, _I32, _I32])
+        prefetch = b.module.globals.get("llvm.prefetch.p0") or b.module.declare_intrinsic(
+            "llvm.prefetch", [byte], fnty=fnty)
+        for w in range(self.n_words):
+            offset = b.add(b.mul(ir.Constant(_I64, w), self.word_stride), b.mul(row, self.row_stride))
+            b.call(prefetch, [b.gep(self.db_bytes, [offset]), ir.Constant(_I32, 0), ir.Constant(_I32, 3),
+                              ir.Constant(_I32, 1)])
+
     def distances(self, lanes, row):
         """<16 x i64>: the Hamming distance of database row ``row`` to each lane's query."""
         b = self.builder
@@ -128,6 +141,9 @@ def scan_to_below(typingctx, db, start, stop, queries, thresh, n_words):
         builder.position_at_end(loop)
         r = builder.phi(_I64)
         r.add_incoming(start, before)
+        # A group alone streams its rows from memory: ask for them a few steps ahead.
+        for line in range(0, SCAN_ROWS, 8):  # a 64-byte line holds 8 rows of a word
+            gen.prefetch(builder.add(r, ir.Constant(_I64, PREFETCH_ROWS + line)))
         lowest = None
         for i in range(SCAN_ROWS):
             d = gen.distances(lanes, builder.add(r, ir.Constant(_I64, i)))

@@ -154,3 +154,22 @@ def test_radius_search_radius_zero_and_beyond_the_code_length():
     offsets, _, idx = _kernels.radius_search(words, pack_words(db[:3]).T, 1000, 16)
     np.testing.assert_array_equal(np.diff(offsets), [300] * 3)
     np.testing.assert_array_equal(idx[:300], np.arange(300))
+
+
+def test_kernel_cache_is_kept_apart_for_each_version_of_the_sources(monkeypatch, tmp_path):
+    # numba checks a cached kernel against its own file only; the kernels also compile code
+    # from _lanes.py, so the cache directory follows a digest of all the kernel modules.
+    from sortedhash.neighbors import _jit
+
+    monkeypatch.setenv("SORTEDHASH_CACHE_DIR", str(tmp_path))
+    digest = _jit._sources_digest()
+    assert _jit._cache_dir() == tmp_path / digest and len(digest) == 16
+    monkeypatch.setattr(_jit, "__file__", str(tmp_path / "copy" / "_jit.py"))
+    (tmp_path / "copy").mkdir()
+    for source in (_jit.Path(_lanes.__file__).parent).glob("*.py"):
+        (tmp_path / "copy" / source.name).write_bytes(source.read_bytes())
+    assert _jit._sources_digest() == digest
+    (tmp_path / "copy" / "_lanes.py").write_text("# changed\n")
+    assert _jit._sources_digest() != digest
+    monkeypatch.setenv("SORTEDHASH_CACHE_DIR", "off")
+    assert _jit._cache_dir() is None

@@ -11,11 +11,14 @@ import pytest
 from .conftest import ROOT, load_script
 
 
-def _kernel_copy(tmp_path, name, old, new):
+def _kernel_copy(tmp_path, name, *changes):
+    """A copy of _kernels.py with each (old, new) of ``changes`` made."""
     source = (ROOT / "sortedhash" / "neighbors" / "_kernels.py").read_text()
-    assert old in source
+    for old, new in changes:
+        assert old in source
+        source = source.replace(old, new)
     path = tmp_path / f"{name}.py"
-    path.write_text(source.replace(old, new))
+    path.write_text(source)
     return str(path)
 
 
@@ -29,12 +32,15 @@ def _run_kernel_ab(kernels, bits):
 
 
 def test_kernel_ab_compares_versions_and_catches_a_wrong_one(tmp_path):
-    small_blocks = _kernel_copy(tmp_path, "small_blocks", "return _NARROW_BLOCK if n_words <= 2 else _DB_BLOCK",
-                                "return 256")
+    # Changed in both kernels (which runs depends on the code width and the CPU).
+    small_blocks = _kernel_copy(tmp_path, "small_blocks",
+                                ("return _NARROW_BLOCK if n_words <= 2 else _DB_BLOCK", "return 256"),
+                                ("_LANE_BLOCK_WORDS = 8192", "_LANE_BLOCK_WORDS = 256"))
     rows = _run_kernel_ab([str(ROOT / "sortedhash" / "neighbors" / "_kernels.py"), small_blocks], ["64", "256"])
     assert len(rows) == 2 and all("small_blocks" in r and r.endswith("same distances: True") for r in rows)
-    # Skipping blocks whose nearest row is a few steps inside the threshold loses neighbours.
-    wrong = _kernel_copy(tmp_path, "wrong", "if lowest >= t:", "if lowest >= t - 4:")
+    # Skipping rows a few steps inside the threshold loses neighbours.
+    wrong = _kernel_copy(tmp_path, "wrong", ("if lowest >= t:", "if lowest >= t - 4:"),
+                         ("if d >= t or row == skip[j]:", "if d >= t - 4 or row == skip[j]:"))
     rows = _run_kernel_ab([small_blocks, wrong], ["64"])
     assert len(rows) == 1 and rows[0].endswith("same distances: False")
 
