@@ -114,6 +114,25 @@ class _Codegen:
         return total
 
 
+def _open_loop(builder, start, stop, name):
+    """Blocks of a loop over ``r = start, start + SCAN_ROWS, ...``: the block before it, the
+    loop's body (the builder is left at its start), the block after it and ``r`` (a phi)."""
+    before = builder.basic_block
+    loop = builder.append_basic_block(f"lanes.{name}")
+    done = builder.append_basic_block(f"lanes.{name}.done")
+    builder.cbranch(builder.icmp_signed("<", start, stop), loop, done)
+    builder.position_at_end(loop)
+    r = builder.phi(_I64)
+    r.add_incoming(start, before)
+    return before, loop, done, r
+
+
+def _thresholds(context, builder, aryty, value):
+    """The sixteen lanes' thresholds as one vector."""
+    array = context.make_array(aryty)(context, builder, value)
+    return builder.load(builder.bitcast(array.data, _VECTOR.as_pointer()), align=8)
+
+
 def _lane_bits(builder, flags):
     """<16 x i1> -> i64 with bit j set for lane j."""
     return builder.zext(builder.bitcast(flags, ir.IntType(LANES)), _I64)
@@ -130,17 +149,9 @@ def scan_to_below(typingctx, db, start, stop, queries, thresh, n_words):
     def codegen(context, builder, signature, args):
         gen = _Codegen(context, builder, signature, args, signature.args[5].literal_value)
         lanes = gen.load_lanes(context.make_array(signature.args[3])(context, builder, args[3]))
-        thresh_struct = context.make_array(signature.args[4])(context, builder, args[4])
-        limit = builder.load(builder.bitcast(thresh_struct.data, _VECTOR.as_pointer()), align=8)
+        limit = _thresholds(context, builder, signature.args[4], args[4])
         start, stop = args[1], args[2]
-        before = builder.basic_block
-        loop = builder.append_basic_block("lanes.scan")
-        done = builder.append_basic_block("lanes.done")
-        builder.cbranch(builder.icmp_signed("<", start, stop), loop, done)
-
-        builder.position_at_end(loop)
-        r = builder.phi(_I64)
-        r.add_incoming(start, before)
+        before, loop, done, r = _open_loop(builder, start, stop, "scan")
         # A group alone streams its rows from memory: ask for them a few steps ahead.
         for line in range(0, SCAN_ROWS, 8):  # a 64-byte line holds 8 rows of a word
             gen.prefetch(builder.add(r, ir.Constant(_I64, PREFETCH_ROWS + line)))
@@ -176,8 +187,7 @@ def rows_below(typingctx, db, r, queries, thresh, n_words):
     def codegen(context, builder, signature, args):
         gen = _Codegen(context, builder, signature, args, signature.args[4].literal_value)
         lanes = gen.load_lanes(context.make_array(signature.args[2])(context, builder, args[2]))
-        thresh_struct = context.make_array(signature.args[3])(context, builder, args[3])
-        limit = builder.load(builder.bitcast(thresh_struct.data, _VECTOR.as_pointer()), align=8)
+        limit = _thresholds(context, builder, signature.args[3], args[3])
         bits = ir.Constant(_I64, 0)
         for i in range(MASK_ROWS):
             d = gen.distances(lanes, builder.add(args[1], ir.Constant(_I64, i)))
@@ -202,14 +212,7 @@ def lane_popcount_sum(typingctx, db, start, stop, queries, n_words):
         lanes = gen.load_lanes(context.make_array(signature.args[3])(context, builder, args[3]))
         start, stop = args[1], args[2]
         zero = ir.Constant(_VECTOR, [0] * LANES)
-        before = builder.basic_block
-        loop = builder.append_basic_block("lanes.pass")
-        done = builder.append_basic_block("lanes.sum")
-        builder.cbranch(builder.icmp_signed("<", start, stop), loop, done)
-
-        builder.position_at_end(loop)
-        r = builder.phi(_I64)
-        r.add_incoming(start, before)
+        before, loop, done, r = _open_loop(builder, start, stop, "pass")
         acc = builder.phi(_VECTOR)
         acc.add_incoming(zero, before)
         total = acc
