@@ -57,7 +57,9 @@ def code_isa():
     import llvmlite.binding as llvm
     from numba.core import config
 
-    features = config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
+    features = config.CPU_FEATURES  # None: numba compiles with the host's
+    if features is None:
+        features = llvm.get_host_cpu_features().flatten()
     enabled = {f[1:] for f in features.split(",") if f.startswith("+")}
     for name, flag in (("avx512_vpopcntdq", "avx512vpopcntdq"), ("avx512", "avx512f"), ("avx2", "avx2")):
         if flag in enabled:

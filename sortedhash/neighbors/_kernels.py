@@ -371,6 +371,12 @@ def _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip):
     size[j] = s
 
 
+@njit(nogil=True, inline="always")
+def _lane_capacity(k):
+    """Rows a lane's buffer holds before it is compacted to k."""
+    return 4 * k + 64
+
+
 def _lane_part_size(n_queries, k, n_threads, db_bytes):
     """Groups of sixteen queries a part of :func:`_knn_lanes` holds (a part runs on one
     thread). A database larger than the cache is read from memory once a part, so a part
@@ -381,7 +387,7 @@ def _lane_part_size(n_queries, k, n_threads, db_bytes):
     1,180 with 32, 728 with two)."""
     n_groups = -(-n_queries // LANES)
     most = 2 if db_bytes <= _CACHED_DB_BYTES else _LANE_GROUPS
-    most = min(most, max(1, (1 << 26) // (LANES * (4 * k + 64) * 16)))
+    most = min(most, max(1, (1 << 26) // (LANES * _lane_capacity(k) * 16)))
     return max(1, min(most, -(-n_groups // max(1, n_threads))))
 
 
@@ -398,7 +404,7 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part):
     n_groups = (n_queries + LANES - 1) // LANES
     scanned = n_rows - n_rows % SCAN_ROWS
     block = max(SCAN_ROWS, _LANE_BLOCK_WORDS // n_words // SCAN_ROWS * SCAN_ROWS)
-    cap = 4 * k + 64
+    cap = _lane_capacity(k)
     for part in prange((n_groups + per_part - 1) // per_part):
         g0 = part * per_part
         ng = min(per_part, n_groups - g0)
@@ -457,6 +463,7 @@ def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf
                     d += _popcount(lanes[w, j] ^ db[w, row])
                 _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip)
         r += SCAN_ROWS
+
 
 def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, lanes=None):
     """Exact k nearest rows of ``db_words`` for each query, ties by lower index.

@@ -19,8 +19,7 @@ for.
 import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
-from numba.core import config
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
@@ -32,13 +31,10 @@ MASK_ROWS = 4  # rows a rows_below call: 4 x 16 lanes = the 64 bits of its resul
 PREFETCH_ROWS = 256  # rows ahead the scan asks for (2 KiB of a word): a group alone streams its rows
 
 
-
 def _max_words():
     """Widest codes, in 64-bit words, that the lane kernel runs faster (0: never)."""
-    features = config.CPU_FEATURES  # numba's NUMBA_CPU_FEATURES; None: the host's
+    features = config.CPU_FEATURES  # numba's NUMBA_CPU_FEATURES; None: it compiles with the host's
     if features is None:
-        if config.CPU_NAME and config.CPU_NAME.lower() != "host":
-            return 0  # a named CPU without its features: unknown width, keep the row kernel
         features = llvm.get_host_cpu_features().flatten()
     enabled = {f[1:] for f in features.split(",") if f.startswith("+")}
     if "avx512f" in enabled:
