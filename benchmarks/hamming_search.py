@@ -92,7 +92,15 @@ def _lane_sum(db, start, stop, lanes):
         return lane_popcount_sum(db, start, stop, lanes, 2)
     if n_words == 3:
         return lane_popcount_sum(db, start, stop, lanes, 3)
-    return lane_popcount_sum(db, start, stop, lanes, 4)
+    if n_words == 4:
+        return lane_popcount_sum(db, start, stop, lanes, 4)
+    if n_words == 5:
+        return lane_popcount_sum(db, start, stop, lanes, 5)
+    if n_words == 6:
+        return lane_popcount_sum(db, start, stop, lanes, 6)
+    if n_words == 7:
+        return lane_popcount_sum(db, start, stop, lanes, 7)
+    return lane_popcount_sum(db, start, stop, lanes, 8)
 
 
 @numba.njit(parallel=True, nogil=True)
@@ -119,7 +127,7 @@ def _lane_popcount_pass(db, queries, out, per_part):
 def lane_popcount_bound(db_words, query_words, n_threads=None):
     """Every query x row XOR + popcount with sixteen queries in the lanes of a vector, each
     distance added to a register and nothing else: the lane kernel's layout and blocking
-    with no selection (codes of up to four words)."""
+    with no selection (codes of up to eight words)."""
     out = np.zeros(query_words.shape[0], dtype=np.int64)
     previous = numba.get_num_threads()
     if n_threads is not None:
@@ -157,7 +165,7 @@ def bound_time(db_words, query_words, n_threads, repeats=2):
     for dtype in (np.int32, np.int64):
         popcount_bound(db_words, query_words[:4], n_threads, dtype)  # compile
         times.append(best_of(lambda: popcount_bound(db_words, query_words, n_threads, dtype), repeats)[0])
-    if db_words.shape[0] <= 4:
+    if db_words.shape[0] <= 8:
         lane_popcount_bound(db_words, query_words[:LANES], n_threads)  # compile
         times.append(best_of(lambda: lane_popcount_bound(db_words, query_words, n_threads), repeats)[0])
     return min(times)

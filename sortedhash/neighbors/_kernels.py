@@ -15,7 +15,7 @@ Two k-NN kernels share that selection. ``_knn`` takes one query at a time over a
 rows (the loops numba vectorises run over rows). ``_knn_lanes`` holds sixteen queries in the
 lanes of one vector and broadcasts each row to them (``_lanes``): a row is read once for
 sixteen queries and the distances stay in registers, which is about twice as fast from
-sixteen queries on, for codes of up to four words with AVX-512 (one with AVX2).
+sixteen queries on, for codes of up to eight words with AVX-512 (one with AVX2).
 
 Radius search runs the same distance pass twice: once to count each query's rows within the
 radius (which sizes the output), once to write them, in index order, at their offsets.
@@ -332,7 +332,15 @@ def _scan_lanes(db, r, stop, lanes, thresh):
         return scan_to_below(db, r, stop, lanes, thresh, 2)
     if n_words == 3:
         return scan_to_below(db, r, stop, lanes, thresh, 3)
-    return scan_to_below(db, r, stop, lanes, thresh, 4)
+    if n_words == 4:
+        return scan_to_below(db, r, stop, lanes, thresh, 4)
+    if n_words == 5:
+        return scan_to_below(db, r, stop, lanes, thresh, 5)
+    if n_words == 6:
+        return scan_to_below(db, r, stop, lanes, thresh, 6)
+    if n_words == 7:
+        return scan_to_below(db, r, stop, lanes, thresh, 7)
+    return scan_to_below(db, r, stop, lanes, thresh, 8)
 
 
 @njit(nogil=True, inline="always")
@@ -344,7 +352,15 @@ def _rows_below_lanes(db, r, lanes, thresh):
         return rows_below(db, r, lanes, thresh, 2)
     if n_words == 3:
         return rows_below(db, r, lanes, thresh, 3)
-    return rows_below(db, r, lanes, thresh, 4)
+    if n_words == 4:
+        return rows_below(db, r, lanes, thresh, 4)
+    if n_words == 5:
+        return rows_below(db, r, lanes, thresh, 5)
+    if n_words == 6:
+        return rows_below(db, r, lanes, thresh, 6)
+    if n_words == 7:
+        return rows_below(db, r, lanes, thresh, 7)
+    return rows_below(db, r, lanes, thresh, 8)
 
 
 @njit(nogil=True, inline="always")
@@ -483,7 +499,7 @@ def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, l
     n_threads : int, default=None
         numba threads; None uses numba's current setting.
     lanes : bool, default=None
-        Run sixteen queries a vector (``_knn_lanes``, codes of up to four words) or one at a
+        Run sixteen queries a vector (``_knn_lanes``, codes of up to eight words) or one at a
         time (``_knn``); None chooses: sixteen a vector from sixteen queries on, for codes of
         up to :data:`~._lanes.MAX_WORDS` words. Both give the same results.
 
@@ -499,8 +515,8 @@ def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, l
     out_dist = np.empty((n_queries, k), dtype=np.int64)
     if lanes is None:
         lanes = db_words.shape[0] <= MAX_WORDS and n_queries >= LANES
-    elif lanes and db_words.shape[0] > 4:
-        raise ValueError(f"the lane kernel takes codes of up to 4 words, not {db_words.shape[0]}")
+    elif lanes and db_words.shape[0] > 8:
+        raise ValueError(f"the lane kernel takes codes of up to 8 words, not {db_words.shape[0]}")
     args = (db_words, np.ascontiguousarray(query_words), k, n_bits, exclude, out_idx, out_dist)
     if lanes:
         threads = numba.get_num_threads() if n_threads is None else n_threads

@@ -11,8 +11,8 @@ popcount to ``vpopcntq`` where the CPU has it, a table lookup elsewhere.
 The code width is a compile-time constant (an integer literal argument), so each width gets
 straight-line code with the query words held in registers. That pays while the registers
 hold them: measured on one machine compiling for AVX-512 (VPOPCNTDQ) and for AVX2
-(``research/NOTES.md``), sixteen lanes beat the row-at-a-time kernel up to four words with
-AVX-512 and at one word only with AVX2. :data:`MAX_WORDS` follows the CPU numba compiles
+(``research/NOTES.md``), sixteen lanes beat the row-at-a-time kernel up to eight words (the
+widest measured) with AVX-512 and at one word only with AVX2. :data:`MAX_WORDS` follows the CPU numba compiles
 for.
 """
 
@@ -38,7 +38,7 @@ def _max_words():
         features = llvm.get_host_cpu_features().flatten()
     enabled = {f[1:] for f in features.split(",") if f.startswith("+")}
     if "avx512f" in enabled:
-        return 4  # 32 vector registers: four words of sixteen lanes stay in registers
+        return 8  # 32 vector registers: eight words of sixteen lanes take sixteen of them
     if "avx2" in enabled:
         return 1  # 16 registers: more words spill (slower than the row kernel)
     return 0  # not measured elsewhere

@@ -28,9 +28,9 @@ def _stable_top_k(queries, db, k, exclude=None):
     return np.take_along_axis(full, order, axis=1), order
 
 
-# The lane kernel takes codes of up to four words (and refuses more: tested below).
-@pytest.mark.parametrize(("n_bytes", "lanes"), [(n, False) for n in (2, 8, 16, 24, 32, 40)]
-                         + [(n, True) for n in (2, 8, 16, 24, 32)])
+# The lane kernel takes codes of up to eight words (and refuses more: tested below).
+@pytest.mark.parametrize(("n_bytes", "lanes"), [(n, False) for n in (2, 8, 16, 24, 32, 40, 72)]
+                         + [(n, True) for n in (2, 8, 16, 24, 32, 40, 48, 56, 64)])
 @pytest.mark.parametrize("n_distinct", [None, 300])
 def test_knn_search_is_a_stable_sort_of_all_distances(n_bytes, n_distinct, lanes):
     rng = np.random.default_rng(n_bytes)
@@ -58,7 +58,7 @@ def test_knn_search_leaves_out_the_excluded_row(lanes):
     assert not np.any(idx == exclude[:, None])
 
 
-@pytest.mark.parametrize("n_bytes", [8, 16, 24, 32])
+@pytest.mark.parametrize("n_bytes", [8, 16, 24, 32, 64])
 @pytest.mark.parametrize("n_queries", [16, 37])  # whole groups of sixteen, and a partial last one
 @pytest.mark.parametrize("data", ["uniform", "few distinct", "all equal"])
 def test_lane_kernel_edge_cases(n_bytes, n_queries, data):
@@ -101,14 +101,14 @@ def test_lane_parts_share_blocks_of_large_databases_and_bound_the_buffers():
     assert _kernels._lane_part_size(10_000, 100_000, 2, large) == 1
 
 
-def test_lane_kernel_refuses_codes_over_four_words():
-    codes = np.zeros((20, 40), dtype=np.uint8)
-    with pytest.raises(ValueError, match="up to 4 words"):
-        knn_search(pack_words(codes), pack_words(codes).T, 1, 320, lanes=True)
+def test_lane_kernel_refuses_codes_over_eight_words():
+    codes = np.zeros((20, 72), dtype=np.uint8)
+    with pytest.raises(ValueError, match="up to 8 words"):
+        knn_search(pack_words(codes), pack_words(codes).T, 1, 576, lanes=True)
 
 
 @pytest.mark.parametrize(("features", "words"), [
-    ("+avx2,+avx512f,+avx512vpopcntdq", 4),
+    ("+avx2,+avx512f,+avx512vpopcntdq", 8),
     ("+avx2,-avx512f", 1),
     ("+sse4.2,+popcnt", 0),
 ])
