@@ -31,7 +31,7 @@ from numba import prange
 from sortedhash import HammingNeighbors
 from sortedhash.neighbors._kernels import (_DB_BLOCK, _LANE_BLOCK_WORDS, _QUERY_CHUNK, _block_distances, _block_rows,
                                            _lane_part_size, pack_words)
-from sortedhash.neighbors._lanes import LANES, SCAN_ROWS, lane_popcount_sum
+from sortedhash.neighbors._lanes import LANES, SCAN_ROWS, WIDEST, lane_popcount_sum
 
 try:
     import faiss
@@ -83,26 +83,6 @@ def _popcount_pass(db, queries, out, dist_like):
                 out[q] += dist[0]
 
 
-@numba.njit(nogil=True, inline="always")
-def _lane_sum(db, start, stop, lanes):
-    n_words = db.shape[0]
-    if n_words == 1:
-        return lane_popcount_sum(db, start, stop, lanes, 1)
-    if n_words == 2:
-        return lane_popcount_sum(db, start, stop, lanes, 2)
-    if n_words == 3:
-        return lane_popcount_sum(db, start, stop, lanes, 3)
-    if n_words == 4:
-        return lane_popcount_sum(db, start, stop, lanes, 4)
-    if n_words == 5:
-        return lane_popcount_sum(db, start, stop, lanes, 5)
-    if n_words == 6:
-        return lane_popcount_sum(db, start, stop, lanes, 6)
-    if n_words == 7:
-        return lane_popcount_sum(db, start, stop, lanes, 7)
-    return lane_popcount_sum(db, start, stop, lanes, 8)
-
-
 @numba.njit(parallel=True, nogil=True)
 def _lane_popcount_pass(db, queries, out, per_part):
     n_words, n_rows = db.shape
@@ -121,7 +101,7 @@ def _lane_popcount_pass(db, queries, out, per_part):
         for r0 in range(0, scanned, block):
             r1 = min(r0 + block, scanned)
             for g in range(ng):
-                out[(g0 + g) * LANES] += _lane_sum(db, r0, r1, lanes[g])
+                out[(g0 + g) * LANES] += lane_popcount_sum(db, r0, r1, lanes[g], n_words)
 
 
 def lane_popcount_bound(db_words, query_words, n_threads=None):
@@ -165,7 +145,7 @@ def bound_time(db_words, query_words, n_threads, repeats=2):
     for dtype in (np.int32, np.int64):
         popcount_bound(db_words, query_words[:4], n_threads, dtype)  # compile
         times.append(best_of(lambda: popcount_bound(db_words, query_words, n_threads, dtype), repeats)[0])
-    if db_words.shape[0] <= 8:
+    if db_words.shape[0] <= WIDEST:
         lane_popcount_bound(db_words, query_words[:LANES], n_threads)  # compile
         times.append(best_of(lambda: lane_popcount_bound(db_words, query_words, n_threads), repeats)[0])
     return min(times)

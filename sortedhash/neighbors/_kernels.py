@@ -27,7 +27,7 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from ._jit import njit
-from ._lanes import LANES, MASK_ROWS, MAX_WORDS, SCAN_ROWS, rows_below, scan_to_below
+from ._lanes import LANES, MASK_ROWS, MAX_WORDS, SCAN_ROWS, WIDEST, rows_below, scan_to_below
 
 __all__ = ["pack_words", "knn_search", "radius_search"]
 
@@ -323,47 +323,6 @@ _CACHED_DB_BYTES = 16 << 20  # databases up to this size are taken to stay in th
 
 
 @njit(nogil=True, inline="always")
-def _scan_lanes(db, r, stop, lanes, thresh):
-    # The width as a literal: each gets straight-line vector code.
-    n_words = db.shape[0]
-    if n_words == 1:
-        return scan_to_below(db, r, stop, lanes, thresh, 1)
-    if n_words == 2:
-        return scan_to_below(db, r, stop, lanes, thresh, 2)
-    if n_words == 3:
-        return scan_to_below(db, r, stop, lanes, thresh, 3)
-    if n_words == 4:
-        return scan_to_below(db, r, stop, lanes, thresh, 4)
-    if n_words == 5:
-        return scan_to_below(db, r, stop, lanes, thresh, 5)
-    if n_words == 6:
-        return scan_to_below(db, r, stop, lanes, thresh, 6)
-    if n_words == 7:
-        return scan_to_below(db, r, stop, lanes, thresh, 7)
-    return scan_to_below(db, r, stop, lanes, thresh, 8)
-
-
-@njit(nogil=True, inline="always")
-def _rows_below_lanes(db, r, lanes, thresh):
-    n_words = db.shape[0]
-    if n_words == 1:
-        return rows_below(db, r, lanes, thresh, 1)
-    if n_words == 2:
-        return rows_below(db, r, lanes, thresh, 2)
-    if n_words == 3:
-        return rows_below(db, r, lanes, thresh, 3)
-    if n_words == 4:
-        return rows_below(db, r, lanes, thresh, 4)
-    if n_words == 5:
-        return rows_below(db, r, lanes, thresh, 5)
-    if n_words == 6:
-        return rows_below(db, r, lanes, thresh, 6)
-    if n_words == 7:
-        return rows_below(db, r, lanes, thresh, 7)
-    return rows_below(db, r, lanes, thresh, 8)
-
-
-@njit(nogil=True, inline="always")
 def _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip):
     """Lane j's query meets ``row`` at distance ``d``: keep it if it can be in the top k.
     ``below[j]`` counts the kept rows under ``thresh[j]``; once k are, the threshold drops
@@ -463,12 +422,12 @@ def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf
     n_words = db.shape[0]
     r = r0
     while r < r1:
-        r = _scan_lanes(db, r, r1, lanes, thresh)
+        r = scan_to_below(db, r, r1, lanes, thresh, n_words)
         if r >= r1:
             break
         # Recompute the step's rows against the thresholds, four rows at a time.
         for r4 in range(r, r + SCAN_ROWS, MASK_ROWS):
-            mask = _rows_below_lanes(db, r4, lanes, thresh)
+            mask = rows_below(db, r4, lanes, thresh, n_words)
             while mask != 0:  # rows in index order, lanes within a row
                 bit = _trailing_zeros(mask)
                 mask &= mask - np.uint64(1)
@@ -515,8 +474,8 @@ def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, l
     out_dist = np.empty((n_queries, k), dtype=np.int64)
     if lanes is None:
         lanes = db_words.shape[0] <= MAX_WORDS and n_queries >= LANES
-    elif lanes and db_words.shape[0] > 8:
-        raise ValueError(f"the lane kernel takes codes of up to 8 words, not {db_words.shape[0]}")
+    elif lanes and db_words.shape[0] > WIDEST:
+        raise ValueError(f"the lane kernel takes codes of up to {WIDEST} words, not {db_words.shape[0]}")
     args = (db_words, np.ascontiguousarray(query_words), k, n_bits, exclude, out_idx, out_dist)
     if lanes:
         threads = numba.get_num_threads() if n_threads is None else n_threads

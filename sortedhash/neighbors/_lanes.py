@@ -8,8 +8,8 @@ compares it with the lane's threshold. LLVM lowers the ``<16 x i64>`` vectors to
 machine's registers (two 512-bit ones with AVX-512, four 256-bit ones with AVX2) and the
 popcount to ``vpopcntq`` where the CPU has it, a table lookup elsewhere.
 
-The code width is a compile-time constant (an integer literal argument), so each width gets
-straight-line code with the query words held in registers. That pays while the registers
+Each code width gets straight-line code with the query words held in registers, behind one
+switch on the width a call. That pays while the registers
 hold them: measured on one machine compiling for AVX-512 (VPOPCNTDQ) and for AVX2
 (``research/NOTES.md``), sixteen lanes beat the row-at-a-time kernel up to eight words (the
 widest measured) with AVX-512 and at one word only with AVX2. :data:`MAX_WORDS` follows the CPU numba compiles
@@ -23,10 +23,11 @@ from numba.core import cgutils, config
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-__all__ = ["LANES", "MASK_ROWS", "MAX_WORDS", "SCAN_ROWS", "lane_popcount_sum", "rows_below", "scan_to_below"]
+__all__ = ["LANES", "MASK_ROWS", "MAX_WORDS", "SCAN_ROWS", "WIDEST", "lane_popcount_sum", "rows_below", "scan_to_below"]
 
 LANES = 16  # queries a vector group
 SCAN_ROWS = 16  # rows a step of scan_to_below: one compare with the thresholds a step
+WIDEST = 8  # widest codes, in 64-bit words, the intrinsics take
 MASK_ROWS = 4  # rows a rows_below call: 4 x 16 lanes = the 64 bits of its result
 PREFETCH_ROWS = 256  # rows ahead the scan asks for (2 KiB of a word): a group alone streams its rows
 
@@ -53,8 +54,8 @@ _VECTOR = ir.VectorType(_I64, LANES)
 
 def _check(db, queries, thresh, n_words):
     """Typing checks shared by the intrinsics (thresh may be None)."""
-    if not isinstance(n_words, types.IntegerLiteral) or n_words.literal_value < 1:
-        raise TypingError("n_words must be a positive integer literal")
+    if not isinstance(n_words, types.Integer):
+        raise TypingError(f"n_words must be an integer (1 to {WIDEST})")
     if not (isinstance(db, types.Array) and db.ndim == 2 and db.dtype == types.uint64):
         raise TypingError("db must be a 2-D uint64 array (words, rows)")
     if not (isinstance(queries, types.Array) and queries.ndim == 2 and queries.dtype == types.uint64
@@ -63,6 +64,31 @@ def _check(db, queries, thresh, n_words):
     if thresh is not None and not (isinstance(thresh, types.Array) and thresh.ndim == 1
                                    and thresh.dtype == types.int64 and thresh.layout == "C"):
         raise TypingError("thresh must be a C-contiguous 1-D int64 array (LANES,)")
+
+
+def _per_width(emit, position):
+    """A codegen that runs ``emit(context, builder, signature, args, n_words)`` once a code
+    width (1 to ``WIDEST``) behind a switch on the value of argument ``position``: each width
+    gets straight-line code, and the switch runs once a call, outside the loops."""
+
+    def codegen(context, builder, signature, args):
+        width = context.cast(builder, args[position], signature.args[position], types.int64)
+        blocks = [builder.append_basic_block(f"lanes.words{w}") for w in range(1, WIDEST + 1)]
+        merge = builder.append_basic_block("lanes.words.done")
+        switch = builder.switch(width, blocks[-1])  # the caller keeps 1 <= n_words <= WIDEST
+        results = []
+        for w, block in enumerate(blocks, start=1):
+            switch.add_case(ir.Constant(_I64, w), block)
+            builder.position_at_end(block)
+            results.append((emit(context, builder, signature, args, w), builder.basic_block))
+            builder.branch(merge)
+        builder.position_at_end(merge)
+        result = builder.phi(results[0][0].type)
+        for value, block in results:
+            result.add_incoming(value, block)
+        return result
+
+    return codegen
 
 
 class _Codegen:
@@ -142,8 +168,8 @@ def scan_to_below(typingctx, db, start, stop, queries, thresh, n_words):
     _check(db, queries, thresh, n_words)
     sig = types.int64(db, types.int64, types.int64, queries, thresh, n_words)
 
-    def codegen(context, builder, signature, args):
-        gen = _Codegen(context, builder, signature, args, signature.args[5].literal_value)
+    def emit(context, builder, signature, args, n_words):
+        gen = _Codegen(context, builder, signature, args, n_words)
         lanes = gen.load_lanes(context.make_array(signature.args[3])(context, builder, args[3]))
         limit = _thresholds(context, builder, signature.args[4], args[4])
         start, stop = args[1], args[2]
@@ -170,7 +196,7 @@ def scan_to_below(typingctx, db, start, stop, queries, thresh, n_words):
         result.add_incoming(found, last)
         return result
 
-    return sig, codegen
+    return sig, _per_width(emit, 5)
 
 
 @intrinsic
@@ -180,8 +206,8 @@ def rows_below(typingctx, db, r, queries, thresh, n_words):
     _check(db, queries, thresh, n_words)
     sig = types.uint64(db, types.int64, queries, thresh, n_words)
 
-    def codegen(context, builder, signature, args):
-        gen = _Codegen(context, builder, signature, args, signature.args[4].literal_value)
+    def emit(context, builder, signature, args, n_words):
+        gen = _Codegen(context, builder, signature, args, n_words)
         lanes = gen.load_lanes(context.make_array(signature.args[2])(context, builder, args[2]))
         limit = _thresholds(context, builder, signature.args[3], args[3])
         bits = ir.Constant(_I64, 0)
@@ -191,7 +217,7 @@ def rows_below(typingctx, db, r, queries, thresh, n_words):
             bits = builder.or_(bits, builder.shl(row_bits, ir.Constant(_I64, LANES * i)))
         return bits
 
-    return sig, codegen
+    return sig, _per_width(emit, 4)
 
 
 @intrinsic
@@ -203,8 +229,8 @@ def lane_popcount_sum(typingctx, db, start, stop, queries, n_words):
     _check(db, queries, None, n_words)
     sig = types.int64(db, types.int64, types.int64, queries, n_words)
 
-    def codegen(context, builder, signature, args):
-        gen = _Codegen(context, builder, signature, args, signature.args[4].literal_value)
+    def emit(context, builder, signature, args, n_words):
+        gen = _Codegen(context, builder, signature, args, n_words)
         lanes = gen.load_lanes(context.make_array(signature.args[3])(context, builder, args[3]))
         start, stop = args[1], args[2]
         zero = ir.Constant(_VECTOR, [0] * LANES)
@@ -229,4 +255,4 @@ def lane_popcount_sum(typingctx, db, start, stop, queries, n_words):
             out = builder.add(out, builder.extract_element(sums, ir.Constant(_I32, j)))
         return out
 
-    return sig, codegen
+    return sig, _per_width(emit, 4)
