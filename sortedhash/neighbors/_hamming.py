@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._safe_state import SafeStateMixin
 from .._versions import VersionedMixin, check_versions
 from ..bits import check_codes, pairwise_hamming
-from ._kernels import knn_search, pack_words, radius_search
+from ._kernels import _CACHED_DB_BYTES, knn_search, pack_words, radius_search
 from ._mih import (SCAN_CODES_PER_WORK, MultiIndex, auto_n_substrings, build_multi_index, extend_multi_index,
                    mih_knn, mih_radius, probe_count)
 from ._mih import is_compiled as mih_compiled
@@ -35,7 +35,6 @@ _AUTO_SAMPLE = 16
 _AUTO_MAX_SAMPLE = 96
 _AUTO_SCAN_SAMPLE = 16  # one query chunk of the scan kernel: it runs them together
 _AUTO_SCAN_SHARE = 8  # ... over an eighth of the codes: the cost of two lone scans
-_AUTO_SCAN_BYTES = 16 << 20  # ... and at most this much of them (they stay in the cache)
 _INDEX_FORMAT = "sortedhash.HammingNeighbors.index/1"
 
 
@@ -410,7 +409,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         # eighth of the codes (scan time is linear in the codes) and at most what the cache
         # holds. Timed the second time: a group alone would read the codes from memory,
         # where the whole search reads them once for many groups.
-        rows = min(self.n_samples_fit_ // _AUTO_SCAN_SHARE, _AUTO_SCAN_BYTES // self._index.shape[0] // 8)
+        rows = min(self.n_samples_fit_ // _AUTO_SCAN_SHARE, _CACHED_DB_BYTES // self._index.shape[0] // 8)
         if k < rows:
             codes, sample = first_codes(rows), slice(0, _AUTO_SCAN_SAMPLE)
             knn_search(codes, query_words[sample], k, self.n_bits_, exclude[sample], 1)  # load or compile
