@@ -2,7 +2,7 @@
 
 For MIH work: each ``--kernels`` path is a copy of ``sortedhash/neighbors/_mih.py`` (e.g.
 ``git show HEAD:sortedhash/neighbors/_mih.py > old.py``) loaded as its own module, so all
-versions run in one process on the same tables and queries, alternating, best of
+versions run in one process on the same codes and queries (each on tables it built), alternating, best of
 ``--repeats``, one thread. Prints each version's queries per second of ``mih_knn`` for each
 k, the mean work (bucket probes + candidates) a query, and whether every version's
 distances and indices equal the first's; then the scan's queries per second on the same
@@ -82,16 +82,19 @@ def main():
     m = args.substrings or first.auto_n_substrings(words.shape[1], n_bits)
     start = time.perf_counter()
     index = first.build_multi_index(np.ascontiguousarray(words), n_bits, m)
+    # Each copy searches tables it built itself: their layout may differ.
+    indexes = {names[0]: index} | {name: module.build_multi_index(np.ascontiguousarray(words), n_bits, m)
+                                   for name, (_, module) in zip(names[1:], kernels[1:])}
     print(f"N={words.shape[1]:,} bits={n_bits} m={m} (tables built in {time.perf_counter() - start:.1f} s); "
           f"{len(query_words)} queries, one thread, q/s best of {args.repeats}", flush=True)
     for k in args.k:
         best, results, work = {}, {}, {}
-        for _, module in kernels:
-            module.mih_knn(words, index, query_words[:4], k, n_threads=1)  # compile
+        for name, module in kernels:
+            module.mih_knn(words, indexes[name], query_words[:4], k, n_threads=1)  # compile
         for _ in range(args.repeats):
             for name, module in kernels:
                 start = time.perf_counter()
-                dist, ind, spent = module.mih_knn(words, index, query_words, k, n_threads=1)
+                dist, ind, spent = module.mih_knn(words, indexes[name], query_words, k, n_threads=1)
                 best[name] = min(best.get(name, np.inf), time.perf_counter() - start)
                 results[name], work[name] = (dist, ind), spent.mean()
         reference = results[names[0]]

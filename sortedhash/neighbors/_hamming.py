@@ -30,7 +30,7 @@ _QUERY_CHUNK = 256
 # algorithm="auto": tables built from this many codes; queries timed through MIH, and
 # through the scan, before the rest go the faster way.
 _AUTO_MIH_MIN = 2**17
-_MIH_MAX_ROWS = 2**32  # row numbers in the tables are uint32
+_MIH_MAX_ROWS = 2**32  # row numbers in the tables take at most four bytes
 _AUTO_SAMPLE = 16
 _AUTO_MAX_SAMPLE = 96
 _AUTO_SCAN_SAMPLE = 16  # one query chunk of the scan kernel: it runs them together

@@ -5,7 +5,8 @@ import pytest
 
 from sortedhash import HammingNeighbors
 from sortedhash.neighbors._kernels import pack_words
-from sortedhash.neighbors._mih import auto_n_substrings, build_multi_index, mih_knn
+from sortedhash.neighbors import _mih
+from sortedhash.neighbors._mih import auto_n_substrings, build_multi_index, extend_multi_index, mih_knn
 
 
 def _reference(queries, db, k, exclude=None):
@@ -167,6 +168,27 @@ def test_a_query_over_its_work_budget_is_reported_not_answered():
     dist, ind, work = mih_knn(words, index, queries, 5, budget=int(free.max()))
     np.testing.assert_array_equal(work, free)
     _assert_same((dist, ind), _reference(db[:8] ^ np.uint8(0x0F), db, 5))
+
+
+def test_row_numbers_take_three_bytes_below_2_24_rows_and_four_from_there(monkeypatch):
+    rng = np.random.default_rng(6)
+    db = _database("clustered", 3000, 8, rng)
+    queries = _database("clustered", 20, 8, rng)
+    words, query_words = pack_words(db), pack_words(queries).T
+    narrow = build_multi_index(words, 64, 4)
+    assert narrow.row_bytes == 3 and narrow.rows.shape == (4, 3 * 3000 + 1)
+    # 2**24 rows are too many for a test: widen from 2,000 rows instead. An index that grows
+    # past the limit is widened when it is extended.
+    monkeypatch.setattr(_mih, "_row_bytes", lambda n_rows: 3 if n_rows < 2000 else 4)
+    wide = build_multi_index(words, 64, 4)
+    grown = extend_multi_index(build_multi_index(words[:, :1000], 64, 4), words, 1000)
+    assert wide.rows.dtype == grown.rows.dtype == np.uint32
+    bytes3 = narrow.rows[:, :-1].reshape(4, 3000, 3).astype(np.uint32)
+    np.testing.assert_array_equal(bytes3[..., 0] | bytes3[..., 1] << 8 | bytes3[..., 2] << 16, wide.rows)
+    np.testing.assert_array_equal(grown.rows, wide.rows)
+    assert narrow.nbytes - 4 == wide.nbytes - 4 * 3000 * 4 + 4 * 3000 * 3  # a quarter less for the rows
+    for index in (narrow, wide, grown):
+        _assert_same(mih_knn(words, index, query_words, 10)[:2], _reference(queries, db, 10))
 
 
 def test_substrings_wider_than_the_tables_allow_are_refused():
