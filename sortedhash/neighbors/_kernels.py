@@ -445,9 +445,7 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
                     _scan_lane_group(db, r0, r0 + block, sample_rank, lanes[g], thresh[g], below[g], size[g],
                                      hist[g], buf_d[g], buf_i[g], skip[g])
             for g in range(ng):
-                for j in range(min(LANES, n_queries - (g0 + g) * LANES)):
-                    # thresh is the sample's rank-th distance: keep the rows up to it.
-                    thresh[g, j] = min(thresh[g, j] + 1, n_bits + 1)
+                _start_from_sample(min(LANES, n_queries - (g0 + g) * LANES), n_bits, thresh[g])
             size[:] = 0
             below[:] = 0
             hist[:] = 0
@@ -460,28 +458,40 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
             nq = min(LANES, n_queries - (g0 + g) * LANES)
             _scan_lane_tail(db, scanned, k, nq, lanes[g], thresh[g], below[g], size[g], hist[g], buf_d[g],
                             buf_i[g], skip[g])
-            if sample_rank > 0:
-                # Queries with fewer than k rows within their sampled threshold start again
-                # from none; the others sit the rescan out (no distance is below 0).
-                short = 0
-                for j in range(nq):
-                    if size[g, j] < k:
-                        short += 1
-                        thresh[g, j] = n_bits + 1
-                        size[g, j] = 0
-                        below[g, j] = 0
-                        hist[g, j] = 0
-                    else:
-                        thresh[g, j] = 0
-                if short > 0:
-                    for r0 in range(0, scanned, block):
-                        _scan_lane_group(db, r0, min(r0 + block, scanned), k, lanes[g], thresh[g], below[g],
-                                         size[g], hist[g], buf_d[g], buf_i[g], skip[g])
-                    _scan_lane_tail(db, scanned, k, nq, lanes[g], thresh[g], below[g], size[g], hist[g], buf_d[g],
-                                    buf_i[g], skip[g])
+            if sample_rank > 0 and _restart_short_lanes(k, n_bits, nq, thresh[g], below[g], size[g], hist[g]):
+                for r0 in range(0, scanned, block):
+                    _scan_lane_group(db, r0, min(r0 + block, scanned), k, lanes[g], thresh[g], below[g], size[g],
+                                     hist[g], buf_d[g], buf_i[g], skip[g])
+                _scan_lane_tail(db, scanned, k, nq, lanes[g], thresh[g], below[g], size[g], hist[g], buf_d[g],
+                                buf_i[g], skip[g])
             for j in range(nq):
                 q = (g0 + g) * LANES + j
                 _write_top_k(buf_d[g, j], buf_i[g, j], size[g, j], hist[g, j], k, out_idx[q], out_dist[q])
+
+
+@njit(nogil=True, inline="always")
+def _start_from_sample(nq, n_bits, thresh):
+    """After the sample pass, thresh holds each lane's rank-th sampled distance (or none):
+    keep the rows up to it."""
+    for j in range(nq):
+        thresh[j] = min(thresh[j] + 1, n_bits + 1)
+
+
+@njit(nogil=True, inline="always")
+def _restart_short_lanes(k, n_bits, nq, thresh, below, size, hist):
+    """Lanes that kept fewer than k rows under their sampled threshold start again from
+    none; the others sit the rescan out (no distance is below 0). Whether any must."""
+    short = False
+    for j in range(nq):
+        if size[j] < k:
+            short = True
+            thresh[j] = n_bits + 1
+            size[j] = 0
+            below[j] = 0
+            hist[j] = 0
+        else:
+            thresh[j] = 0
+    return short
 
 
 @njit(nogil=True, inline="always")
