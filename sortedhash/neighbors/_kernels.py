@@ -369,32 +369,44 @@ def _lane_part_size(n_queries, k, n_threads, db_bytes):
     return max(1, min(most, -(-n_groups // max(1, n_threads))))
 
 
-def _sample_rank(k, n_rows, n_words):
+def _sample_rank(k, n_rows):
     """Rank, within the sampled rows of :func:`_knn_lanes`, whose distance starts each
     query's threshold; 0: no sample.
 
     A scan visits about ``k ln(N / k)`` rows that enter a top k as it goes, most of them
     early, while the threshold is still loose; starting it near the final k-th distance
-    leaves about the rows under it. The sampled rows (one block in ``_SAMPLE_STRIDE``) hold
-    about ``k S / N`` of the final top k; twice that plus two makes a threshold too tight to
-    keep k rows rare (``_knn_lanes`` scans those queries again). Measured (random codes,
-    one thread, ``research/hamming_kernel_ab.py``): 1M codes, k = 100, 64 / 256 bits
-    +6-10 % / +3-7 %; k = 1,000, 64 / 384 bits +33 % / +26 %; 10M, k = 1,000, 64 bits
-    +18 %; but 10M, k = 100 -3-0 %, where the scan spreads the rows that enter over more
-    rows; and k = 32 about even. Hence from ``_SAMPLE_MIN_K`` neighbours and up to
-    ``_SAMPLE_MAX_ROWS_PER_K`` rows a neighbour."""
-    block = _lane_block_rows(n_words)
-    n_blocks = n_rows // block
-    if k < _SAMPLE_MIN_K or n_rows > _SAMPLE_MAX_ROWS_PER_K * k or n_blocks < 2 * _SAMPLE_STRIDE:
+    leaves about the rows under it. The sample (:func:`_sample_layout`) holds about
+    ``k S / N`` of the final top k, and twice that plus two makes a threshold too tight to
+    keep k rows rare (``_knn_lanes`` scans those queries again). Measured (one thread,
+    ``research/NOTES.md``): 1M random codes, k = 100, 64 / 256 bits +6-10 % / +3-7 %;
+    k = 1,000, 64 / 384 bits +26-33 %; 10M, k = 1,000 +18 %; but 10M, k = 100 -3-0 %,
+    where the rows that enter a top k are spread thin already, and k = 32 about even.
+    Hence from ``_SAMPLE_MIN_K`` neighbours, up to ``_SAMPLE_MAX_ROWS_PER_K`` rows a
+    neighbour, and from ``_SAMPLE_MIN_ROWS`` rows."""
+    if k < _SAMPLE_MIN_K or n_rows > _SAMPLE_MAX_ROWS_PER_K * k or n_rows < _SAMPLE_MIN_ROWS:
         return 0
-    sampled = -(-n_blocks // _SAMPLE_STRIDE) * block
-    rank = -(-2 * k * sampled // n_rows) + 2
+    _, chunk = _sample_layout(n_rows - n_rows % SCAN_ROWS)
+    rank = -(-2 * k * _SAMPLE_CHUNKS * chunk // n_rows) + 2
     return rank if 2 * rank <= k else 0
 
 
-_SAMPLE_STRIDE = 32  # one block of rows in 32 samples the thresholds
+_SAMPLE_CHUNKS = 64  # runs of rows the sample takes, evenly spread
+_SAMPLE_STRIDE = 32  # the sample is about one row in 32
 _SAMPLE_MIN_K = 64
 _SAMPLE_MAX_ROWS_PER_K = 2**15
+_SAMPLE_MIN_ROWS = 2**17
+
+
+@njit(nogil=True)
+def _sample_layout(scanned):
+    """(spacing, rows) of the sample's ``_SAMPLE_CHUNKS`` runs over the first ``scanned``
+    rows: run c is ``[c * spacing, c * spacing + rows)``. Runs spread over the whole
+    database sample rows stored in any order alike (the first rows alone can differ from
+    the rest: on a database of real rows followed by noisy copies, thresholds from its
+    first blocks were too tight for 78-89 % of queries), and runs of whole steps keep the
+    scan's per-call cost small."""
+    spacing = scanned // _SAMPLE_CHUNKS // SCAN_ROWS * SCAN_ROWS
+    return spacing, max(SCAN_ROWS, spacing // _SAMPLE_STRIDE // SCAN_ROWS * SCAN_ROWS)
 
 
 @njit(nogil=True, inline="always")
@@ -412,7 +424,7 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
     part, not once a group.
 
     With ``sample_rank`` > 0, each query's threshold starts at the ``sample_rank``-th
-    smallest distance among one block of rows in ``_SAMPLE_STRIDE`` (see
+    smallest distance among about one row in ``_SAMPLE_STRIDE`` (see
     :func:`_sample_rank`). A query that then finds fewer than k rows within it is scanned
     again from no threshold, so the result never depends on the sample."""
     n_words, n_rows = db.shape
@@ -440,10 +452,11 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
         below = np.zeros((ng, LANES), dtype=np.int64)
         hist = np.zeros((ng, LANES, n_bits + 1), dtype=np.int64)
         if sample_rank > 0:
-            for r0 in range(0, scanned - block + 1, _SAMPLE_STRIDE * block):
+            spacing, run = _sample_layout(scanned)
+            for c in range(_SAMPLE_CHUNKS):
                 for g in range(ng):
-                    _scan_lane_group(db, r0, r0 + block, sample_rank, lanes[g], thresh[g], below[g], size[g],
-                                     hist[g], buf_d[g], buf_i[g], skip[g])
+                    _scan_lane_group(db, c * spacing, c * spacing + run, sample_rank, lanes[g], thresh[g], below[g],
+                                     size[g], hist[g], buf_d[g], buf_i[g], skip[g])
             for g in range(ng):
                 _start_from_sample(min(LANES, n_queries - (g0 + g) * LANES), n_bits, thresh[g])
             size[:] = 0
@@ -571,7 +584,7 @@ def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, l
         threads = numba.get_num_threads() if n_threads is None else n_threads
         threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
         _with_threads(n_threads, _knn_lanes, *args, _lane_part_size(n_queries, k, threads, db_words.nbytes),
-                      _sample_rank(k, db_words.shape[1], db_words.shape[0]))
+                      _sample_rank(k, db_words.shape[1]))
     else:
         _with_threads(n_threads, _knn, *args)
     return out_dist, out_idx

@@ -104,16 +104,15 @@ def test_lane_parts_share_blocks_of_large_databases_and_bound_the_buffers():
 @pytest.mark.parametrize("n_bytes", [8, 32, 64])
 @pytest.mark.parametrize("n_distinct", [None, 40])
 def test_thresholds_started_from_a_sample_give_the_same_neighbours(n_bytes, n_distinct):
-    # Thresholds start at the rank-th distance among one block of rows in _SAMPLE_STRIDE.
-    # Queries copied from the first (sampled) block meet a row at distance 0 there, so at
-    # rank 1 their threshold keeps fewer than k rows and they are scanned again; the rest
-    # get a loose threshold. Either way the result is the stable sort's.
+    # Thresholds start at the rank-th distance among the sample's runs of rows. Queries
+    # copied from the first run meet a row at distance 0 there, so at rank 1 their
+    # threshold keeps fewer than k rows and they are scanned again; the rest get a loose
+    # threshold. Either way the result is the stable sort's.
     rng = np.random.default_rng(n_bytes)
-    words = n_bytes // 8
-    block = _kernels._LANE_BLOCK_WORDS // words
-    n = (_kernels._SAMPLE_STRIDE + 2) * block + 23  # two sampled blocks and a tail
+    n = 3 * _kernels._LANE_BLOCK_WORDS // (n_bytes // 8) + 23  # several blocks and a tail
     db = _codes(rng, n, n_bytes, n_distinct)
-    queries = np.concatenate([db[rng.integers(0, block, 20)], _codes(rng, 17, n_bytes)])
+    _, run = _kernels._sample_layout(n - n % _lanes.SCAN_ROWS)
+    queries = np.concatenate([db[rng.integers(0, run, 20)], _codes(rng, 17, n_bytes)])
     exclude = np.full(len(queries), -1, dtype=np.int64)
     exclude[::5] = rng.integers(0, n, len(exclude[::5]))
     for k, rank in [(5, 1), (100, 1), (100, 4), (300, 50)]:
@@ -130,13 +129,14 @@ def test_thresholds_started_from_a_sample_give_the_same_neighbours(n_bytes, n_di
 
 
 def test_thresholds_are_sampled_for_many_neighbours_in_large_databases():
-    rows = 200 * _kernels._LANE_BLOCK_WORDS  # 200 blocks of 64-bit codes
-    assert _kernels._sample_rank(10, rows, 1) == 0  # few neighbours: the sample would cost more
-    assert _kernels._sample_rank(100, 50 * _kernels._LANE_BLOCK_WORDS, 1) == 0  # too few blocks
-    assert _kernels._sample_rank(100, 10_000_000, 1) == 0  # many rows a neighbour: it gains nothing
-    # 7 of 200 blocks sampled: the final top 100 holds ~3.5 of their rows; twice that plus two.
-    assert _kernels._sample_rank(100, rows, 1) == 9
-    assert _kernels._sample_rank(1000, rows, 4) == 65  # 256 bits: 25 of 800 blocks, 31.25 rows
+    rows = 1_638_400
+    assert _kernels._sample_rank(10, rows) == 0  # few neighbours: the sample would cost more
+    assert _kernels._sample_rank(100, 100_000) == 0  # too few rows
+    assert _kernels._sample_rank(100, 10_000_000) == 0  # many rows a neighbour: it gains nothing
+    # 64 runs of 800 rows, 1/32 of the rows: the final top 100 holds ~3.1 of them; twice that plus two.
+    assert _kernels._sample_layout(rows) == (25_600, 800)
+    assert _kernels._sample_rank(100, rows) == 9
+    assert _kernels._sample_rank(1000, rows) == 65
 
 
 def test_lane_kernel_refuses_codes_over_eight_words():
