@@ -30,7 +30,7 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from ._jit import njit
-from ._lanes import LANES, MASK_ROWS, MAX_WORDS, SCAN_ROWS, WIDEST, rows_below, scan_to_below
+from ._lanes import LANES, MASK_ROWS, MAX_WORDS, SCAN_ROWS, WIDEST, scan_hits
 
 __all__ = ["pack_words", "knn_search", "radius_search"]
 
@@ -231,22 +231,23 @@ def _kth(hist, k):
 
 @njit(nogil=True)
 def _write_top_k(buf_d, buf_i, size, hist, k, out_idx, out_dist):
-    """The k smallest of a query's buffer (in index order), by distance then index."""
-    n_bits = hist.shape[0] - 1
-    s = _compact(buf_d, buf_i, size, hist, k, _kth(hist, k))
-    # Counting sort by distance; the buffer is in index order, so this is stable.
-    start = np.zeros(n_bits + 2, dtype=np.int64)
-    for j in range(s):
-        start[buf_d[j] + 1] += 1
-    for d in range(n_bits + 1):
-        start[d + 1] += start[d]
-    for j in range(s):
+    """The k smallest of a query's buffer (in index order), by distance then index: a
+    counting sort over the distances up to the k-th (one pass; the buffer is in index
+    order, so it is stable and the first rows at the k-th distance are the ones kept)."""
+    t = min(_kth(hist, k), hist.shape[0] - 1)
+    start = np.empty(t + 1, dtype=np.int64)  # output position of the next row at each distance
+    total = 0
+    for d in range(t + 1):
+        start[d] = total
+        total += hist[d]
+    for j in range(size):
         d = buf_d[j]
-        pos = start[d]
-        start[d] += 1
-        if pos < k:
-            out_idx[pos] = buf_i[j]
-            out_dist[pos] = d
+        if d <= t:
+            pos = start[d]
+            start[d] = pos + 1
+            if pos < k:
+                out_idx[pos] = buf_i[j]
+                out_dist[pos] = d
 
 
 @njit(parallel=True, nogil=True)
@@ -321,6 +322,7 @@ def _knn(db, queries, k, n_bits, exclude, out_idx, out_dist):
 
 
 _LANE_BLOCK_WORDS = 8192  # words of a block of rows (64 KiB): in cache while a part's groups scan it
+_HIT_STEPS = 8  # steps with a row below a threshold noted before the thresholds are updated
 _LANE_GROUPS = 32  # groups of sixteen queries a part holds, at most
 _CACHED_DB_BYTES = 16 << 20  # databases up to this size are taken to stay in the last-level cache
 
@@ -451,12 +453,14 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
         size = np.zeros((ng, LANES), dtype=np.int64)
         below = np.zeros((ng, LANES), dtype=np.int64)
         hist = np.zeros((ng, LANES, n_bits + 1), dtype=np.int64)
+        hit_rows = np.empty(_HIT_STEPS, dtype=np.int64)
+        hit_masks = np.empty((_HIT_STEPS, SCAN_ROWS // MASK_ROWS), dtype=np.uint64)
         if sample_rank > 0:
             spacing, run = _sample_layout(scanned)
             for c in range(_SAMPLE_CHUNKS):
                 for g in range(ng):
                     _scan_lane_group(db, c * spacing, c * spacing + run, sample_rank, lanes[g], thresh[g], below[g],
-                                     size[g], hist[g], buf_d[g], buf_i[g], skip[g])
+                                     size[g], hist[g], buf_d[g], buf_i[g], skip[g], hit_rows, hit_masks)
             for g in range(ng):
                 _start_from_sample(min(LANES, n_queries - (g0 + g) * LANES), n_bits, thresh[g])
             size[:] = 0
@@ -466,7 +470,7 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
             r1 = min(r0 + block, scanned)
             for g in range(ng):
                 _scan_lane_group(db, r0, r1, k, lanes[g], thresh[g], below[g], size[g], hist[g], buf_d[g],
-                                 buf_i[g], skip[g])
+                                 buf_i[g], skip[g], hit_rows, hit_masks)
         for g in range(ng):
             nq = min(LANES, n_queries - (g0 + g) * LANES)
             _scan_lane_tail(db, scanned, k, nq, lanes[g], thresh[g], below[g], size[g], hist[g], buf_d[g],
@@ -474,7 +478,7 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
             if sample_rank > 0 and _restart_short_lanes(k, n_bits, nq, thresh[g], below[g], size[g], hist[g]):
                 for r0 in range(0, scanned, block):
                     _scan_lane_group(db, r0, min(r0 + block, scanned), k, lanes[g], thresh[g], below[g], size[g],
-                                     hist[g], buf_d[g], buf_i[g], skip[g])
+                                     hist[g], buf_d[g], buf_i[g], skip[g], hit_rows, hit_masks)
                 _scan_lane_tail(db, scanned, k, nq, lanes[g], thresh[g], below[g], size[g], hist[g], buf_d[g],
                                 buf_i[g], skip[g])
             for j in range(nq):
@@ -520,27 +524,26 @@ def _scan_lane_tail(db, scanned, k, nq, lanes, thresh, below, size, hist, buf_d,
 
 
 @njit(nogil=True, inline="always")
-def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf_i, skip):
+def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf_i, skip, hit_rows, hit_masks):
     """One group of sixteen queries over rows ``[r0, r1)`` (whole steps)."""
     n_words = db.shape[0]
     r = r0
     while r < r1:
-        r = scan_to_below(db, r, r1, lanes, thresh, n_words)
-        if r >= r1:
-            break
-        # Recompute the step's rows against the thresholds, four rows at a time.
-        for r4 in range(r, r + SCAN_ROWS, MASK_ROWS):
-            mask = rows_below(db, r4, lanes, thresh, n_words)
-            while mask != 0:  # rows in index order, lanes within a row
-                bit = _trailing_zeros(mask)
-                mask &= mask - np.uint64(1)
-                row = r4 + bit // LANES
-                j = bit % LANES
-                d = 0
-                for w in range(n_words):
-                    d += _popcount(lanes[w, j] ^ db[w, row])
-                _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip)
-        r += SCAN_ROWS
+        n_hits = scan_hits(db, r, r1, lanes, thresh, n_words, hit_rows, hit_masks)
+        r = hit_rows[n_hits - 1] + SCAN_ROWS if n_hits == hit_rows.shape[0] else r1
+        for h in range(n_hits):
+            for m in range(SCAN_ROWS // MASK_ROWS):
+                mask = hit_masks[h, m]
+                r4 = hit_rows[h] + m * MASK_ROWS
+                while mask != 0:  # rows in index order, lanes within a row
+                    bit = _trailing_zeros(mask)
+                    mask &= mask - np.uint64(1)
+                    row = r4 + bit // LANES
+                    j = bit % LANES
+                    d = 0
+                    for w in range(n_words):
+                        d += _popcount(lanes[w, j] ^ db[w, row])
+                    _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip)
 
 
 def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, lanes=None):

@@ -4,7 +4,8 @@ numba vectorises loops over the rows of a block, one query at a time, and every 
 then costs a store and a minimum besides the XOR and the popcount. Here each database row
 is broadcast to all lanes and compared with sixteen queries at once, and the distances never
 leave the registers: a step over :data:`SCAN_ROWS` rows keeps only each lane's minimum and
-compares it with the lane's threshold. LLVM lowers the ``<16 x i64>`` vectors to the
+compares it with the lane's threshold; the rare steps with a row under a threshold are noted
+in a buffer, and the scan goes on. LLVM lowers the ``<16 x i64>`` vectors to the
 machine's registers (two 512-bit ones with AVX-512, four 256-bit ones with AVX2) and the
 popcount to ``vpopcntq`` where the CPU has it, a table lookup elsewhere.
 
@@ -23,12 +24,12 @@ from numba.core import cgutils, config
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-__all__ = ["LANES", "MASK_ROWS", "MAX_WORDS", "SCAN_ROWS", "WIDEST", "lane_popcount_sum", "rows_below", "scan_to_below"]
+__all__ = ["LANES", "MASK_ROWS", "MAX_WORDS", "SCAN_ROWS", "WIDEST", "lane_popcount_sum", "scan_hits"]
 
 LANES = 16  # queries a vector group
-SCAN_ROWS = 16  # rows a step of scan_to_below: one compare with the thresholds a step
+SCAN_ROWS = 16  # rows a step of scan_hits: one compare with the thresholds a step
 WIDEST = 8  # widest codes, in 64-bit words, the intrinsics take
-MASK_ROWS = 4  # rows a rows_below call: 4 x 16 lanes = the 64 bits of its result
+MASK_ROWS = 4  # rows a word of scan_hits' masks: 4 x 16 lanes = 64 bits
 PREFETCH_ROWS = 256  # rows ahead the scan asks for (2 KiB of a word): a group alone streams its rows
 
 
@@ -50,6 +51,7 @@ MAX_WORDS = _max_words()
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _VECTOR = ir.VectorType(_I64, LANES)
+_HALVES = ir.VectorType(_I32, 2 * LANES)  # the same bits as 32-bit halves
 
 
 def _check(db, queries, thresh, n_words):
@@ -160,70 +162,103 @@ def _lane_bits(builder, flags):
     return builder.zext(builder.bitcast(flags, ir.IntType(LANES)), _I64)
 
 
+def _row_masks(builder, gen, lanes, limit, r, hit_masks, n):
+    """Store the step's rows under the thresholds at ``hit_masks[n]``: word ``m`` has bit
+    ``i * LANES + j`` set where row ``r + m * MASK_ROWS + i`` is at distance ``< limit[j]``
+    from lane ``j``'s query."""
+    for m in range(SCAN_ROWS // MASK_ROWS):
+        bits = ir.Constant(_I64, 0)
+        for i in range(MASK_ROWS):
+            d = gen.distances(lanes, builder.add(r, ir.Constant(_I64, m * MASK_ROWS + i)))
+            row_bits = _lane_bits(builder, builder.icmp_signed("<", d, limit))
+            bits = builder.or_(bits, builder.shl(row_bits, ir.Constant(_I64, LANES * i)))
+        slot = builder.add(builder.mul(n, ir.Constant(_I64, SCAN_ROWS // MASK_ROWS)), ir.Constant(_I64, m))
+        builder.store(bits, builder.gep(hit_masks, [slot]))
+
+
 @intrinsic
-def scan_to_below(typingctx, db, start, stop, queries, thresh, n_words):
-    """The first ``r`` of ``start, start + SCAN_ROWS, ...`` (before ``stop``) where a row of
-    ``[r, r + SCAN_ROWS)`` is at distance ``< thresh[j]`` from lane ``j``'s query, for some
-    lane; ``stop`` when there is none. ``stop - start`` must be a multiple of ``SCAN_ROWS``."""
+def scan_hits(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hit_masks):
+    """Scan steps ``start, start + SCAN_ROWS, ...`` (before ``stop``) and note each step
+    with a row at distance ``< thresh[j]`` from some lane ``j``'s query: its first row at
+    ``hit_rows[n]`` and its rows below the thresholds at ``hit_masks[n]`` (four words of
+    ``MASK_ROWS`` rows x ``LANES`` lanes, bit ``i * LANES + j`` for row ``i`` of the word).
+    Returns the number of steps noted; it stops early when ``hit_rows`` (at least one long)
+    is full, and the caller resumes after the last step noted. ``stop - start`` must be a
+    multiple of ``SCAN_ROWS``.
+
+    The thresholds hold for the whole call: noting the hits keeps the scan in its loop (a
+    call a hit, with four calls to recompute the step, ran 64-bit codes at 0.94 of this),
+    and the caller checks each noted row against the lane's current threshold anyway."""
     _check(db, queries, thresh, n_words)
-    sig = types.int64(db, types.int64, types.int64, queries, thresh, n_words)
+    if not (isinstance(hit_rows, types.Array) and hit_rows.ndim == 1 and hit_rows.dtype == types.int64
+            and hit_rows.layout == "C"):
+        raise TypingError("hit_rows must be a C-contiguous 1-D int64 array")
+    if not (isinstance(hit_masks, types.Array) and hit_masks.ndim == 2 and hit_masks.dtype == types.uint64
+            and hit_masks.layout == "C"):
+        raise TypingError("hit_masks must be a C-contiguous 2-D uint64 array (len(hit_rows), "
+                          f"{SCAN_ROWS // MASK_ROWS})")
+    sig = types.int64(db, types.int64, types.int64, queries, thresh, n_words, hit_rows, hit_masks)
 
     def emit(context, builder, signature, args, n_words):
         gen = _Codegen(context, builder, signature, args, n_words)
         lanes = gen.load_lanes(context.make_array(signature.args[3])(context, builder, args[3]))
         limit = _thresholds(context, builder, signature.args[4], args[4])
+        rows_array = context.make_array(signature.args[6])(context, builder, args[6])
+        rows = rows_array.data
+        capacity = cgutils.unpack_tuple(builder, rows_array.shape, 1)[0]
+        masks = context.make_array(signature.args[7])(context, builder, args[7]).data
         start, stop = args[1], args[2]
-        before, loop, done, r = _open_loop(builder, start, stop, "scan")
-        # A group alone streams its rows from memory: ask for them a few steps ahead.
+        zero = ir.Constant(_I64, 0)
+        before, loop, done, r = _open_loop(builder, start, stop, "hits")
+        n = builder.phi(_I64)
+        n.add_incoming(zero, before)
         for line in range(0, SCAN_ROWS, 8):  # a 64-byte line holds 8 rows of a word
             gen.prefetch(builder.add(r, ir.Constant(_I64, PREFETCH_ROWS + line)))
+        # The minimum is taken over 32-bit halves: a distance (< 2**31) leaves the high half
+        # of its lane zero, so the halves' minimum is the lanes' minimum, and a 32-bit
+        # minimum (vpminsd: one cycle) keeps up with the popcount where the 64-bit one
+        # (vpminsq: three cycles, one port) ran the scan at ~0.77 of the popcount pass.
         lowest = None
         for i in range(SCAN_ROWS):
-            d = gen.distances(lanes, builder.add(r, ir.Constant(_I64, i)))
+            d = builder.bitcast(gen.distances(lanes, builder.add(r, ir.Constant(_I64, i))), _HALVES)
             lowest = d if lowest is None else builder.select(builder.icmp_signed("<", d, lowest), d, lowest)
-        below = builder.icmp_unsigned("!=", _lane_bits(builder, builder.icmp_signed("<", lowest, limit)),
-                                      ir.Constant(_I64, 0))
+        lowest = builder.bitcast(lowest, _VECTOR)
+        below = builder.icmp_unsigned("!=", _lane_bits(builder, builder.icmp_signed("<", lowest, limit)), zero)
+        scanned = builder.basic_block
+        hit = builder.append_basic_block("lanes.hits.note")
+        step_done = builder.append_basic_block("lanes.hits.next")
+        builder.cbranch(below, hit, step_done).set_weights([1, 15])  # most steps hold no row below
+
+        builder.position_at_end(hit)
+        _row_masks(builder, gen, lanes, limit, r, masks, n)
+        builder.store(r, builder.gep(rows, [n]))
+        noted = builder.add(n, ir.Constant(_I64, 1))
+        builder.branch(step_done)
+
+        builder.position_at_end(step_done)
+        count = builder.phi(_I64)
+        count.add_incoming(n, scanned)
+        count.add_incoming(noted, hit)
         step = builder.add(r, ir.Constant(_I64, SCAN_ROWS))
-        found = builder.select(below, r, stop)
-        go_on = builder.and_(builder.not_(below), builder.icmp_signed("<", step, stop))
+        go_on = builder.and_(builder.icmp_signed("<", step, stop), builder.icmp_signed("<", count, capacity))
         last = builder.basic_block
         r.add_incoming(step, last)
+        n.add_incoming(count, last)
         builder.cbranch(go_on, loop, done)
 
         builder.position_at_end(done)
         result = builder.phi(_I64)
-        result.add_incoming(stop, before)
-        result.add_incoming(found, last)
+        result.add_incoming(zero, before)
+        result.add_incoming(count, last)
         return result
 
     return sig, _per_width(emit, 5)
 
 
 @intrinsic
-def rows_below(typingctx, db, r, queries, thresh, n_words):
-    """uint64 with bit ``i * LANES + j`` set where row ``r + i`` is at distance
-    ``< thresh[j]`` from lane ``j``'s query, for ``i < MASK_ROWS``."""
-    _check(db, queries, thresh, n_words)
-    sig = types.uint64(db, types.int64, queries, thresh, n_words)
-
-    def emit(context, builder, signature, args, n_words):
-        gen = _Codegen(context, builder, signature, args, n_words)
-        lanes = gen.load_lanes(context.make_array(signature.args[2])(context, builder, args[2]))
-        limit = _thresholds(context, builder, signature.args[3], args[3])
-        bits = ir.Constant(_I64, 0)
-        for i in range(MASK_ROWS):
-            d = gen.distances(lanes, builder.add(args[1], ir.Constant(_I64, i)))
-            row_bits = _lane_bits(builder, builder.icmp_signed("<", d, limit))
-            bits = builder.or_(bits, builder.shl(row_bits, ir.Constant(_I64, LANES * i)))
-        return bits
-
-    return sig, _per_width(emit, 4)
-
-
-@intrinsic
 def lane_popcount_sum(typingctx, db, start, stop, queries, n_words):
     """The sum over rows ``[start, stop)`` and the sixteen lanes of the distances, with no
-    selection: the XOR + popcount work of :func:`scan_to_below` alone, an add per distance
+    selection: the XOR + popcount work of :func:`scan_hits` alone, an add per distance
     to keep it (the popcount bound of the benchmarks). ``stop - start`` must be a multiple of
     ``SCAN_ROWS``."""
     _check(db, queries, None, n_words)

@@ -3,6 +3,7 @@ blocks, for every code width path (1 to 5 words), one query at a time and sixtee
 
 import numpy as np
 import pytest
+from numba import njit
 from numba.core import config
 
 from sortedhash.neighbors import _kernels, _lanes
@@ -137,6 +138,47 @@ def test_thresholds_are_sampled_for_many_neighbours_in_large_databases():
     assert _kernels._sample_layout(rows) == (25_600, 800)
     assert _kernels._sample_rank(100, rows) == 9
     assert _kernels._sample_rank(1000, rows) == 65
+
+
+@njit
+def _noted_steps(db, start, stop, queries, thresh, capacity):
+    """Every step scan_hits notes over [start, stop), resuming as the kernel does."""
+    hit_rows = np.empty(capacity, dtype=np.int64)
+    hit_masks = np.empty((capacity, _lanes.SCAN_ROWS // _lanes.MASK_ROWS), dtype=np.uint64)
+    rows, masks = [], []
+    r = start
+    while r < stop:
+        n = _lanes.scan_hits(db, r, stop, queries, thresh, db.shape[0], hit_rows, hit_masks)
+        for h in range(n):
+            rows.append(hit_rows[h])
+            masks.append(hit_masks[h].copy())
+        r = hit_rows[n - 1] + _lanes.SCAN_ROWS if n == capacity else stop
+    return rows, masks
+
+
+@pytest.mark.parametrize("n_words", [1, 2, 5, 8])
+@pytest.mark.parametrize("capacity", [1, 3, 64])
+def test_scan_notes_every_step_with_a_row_under_a_threshold(n_words, capacity):
+    # The scan's only output: which steps hold a (row, lane) under the lane's threshold and
+    # the bit mask of those pairs, against numpy; full buffers make the caller resume.
+    rng = np.random.default_rng(n_words)
+    steps = 40
+    db = _codes(rng, steps * _lanes.SCAN_ROWS, 8 * n_words)
+    queries = np.concatenate([db[rng.integers(0, len(db), 6)], _codes(rng, 10, 8 * n_words)])
+    full = _distances(queries, db)  # (16, rows)
+    thresh = np.quantile(full, 0.01, axis=1).astype(np.int64)  # ~1 % of rows under it per lane
+    thresh[3] = 0  # a lane with nothing under its threshold
+    lanes = np.ascontiguousarray(pack_words(queries))  # (words, LANES): a query a lane
+    start = 2 * _lanes.SCAN_ROWS
+    rows, masks = _noted_steps(pack_words(db), start, len(db), lanes, thresh, capacity)
+    below = (full < thresh[:, None]).T.reshape(steps, _lanes.SCAN_ROWS, _lanes.LANES)[2:]  # step, row, lane
+    expected_rows = start + _lanes.SCAN_ROWS * np.flatnonzero(below.any(axis=(1, 2)))
+    assert len(expected_rows) > 3  # the buffers fill (capacity 1 and 3)
+    np.testing.assert_array_equal(rows, expected_rows)
+    for r, mask in zip(rows, masks):
+        step = below[(r - start) // _lanes.SCAN_ROWS].reshape(-1, _lanes.MASK_ROWS * _lanes.LANES)
+        expected = (step.astype(np.uint64) << np.arange(step.shape[1], dtype=np.uint64)).sum(axis=1)
+        np.testing.assert_array_equal(mask, expected)
 
 
 def test_lane_kernel_refuses_codes_over_eight_words():
