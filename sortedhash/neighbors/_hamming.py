@@ -34,7 +34,8 @@ _MIH_MAX_ROWS = 2**32  # row numbers in the tables take at most four bytes
 _AUTO_SAMPLE = 16
 _AUTO_MAX_SAMPLE = 96
 _AUTO_SCAN_SAMPLE = 16  # one query chunk of the scan kernel: it runs them together
-_AUTO_SCAN_SHARE = 8  # ... over an eighth of the codes: the cost of two lone scans
+_AUTO_SCAN_SHARE = 8  # ... over an eighth of the codes (more than the cache holds): the cost of two lone scans
+_AUTO_LOAD_ROWS = 4096  # codes the scan is loaded (or compiled) on before it is timed
 _INDEX_FORMAT = "sortedhash.HammingNeighbors.index/1"
 
 
@@ -367,11 +368,11 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         """MIH where it is faster than the scan, the scan elsewhere (same results).
 
         A query's MIH work (bucket probes + candidates checked) is capped at a few scans'
-        worth; queries that overrun are scanned. 16 queries are timed through the scan over an
-        eighth of the codes, the first ones (16 to 96, until the choice is clear) through MIH,
-        and the rest take the faster way (the scan when most sampled MIH queries overran):
-        the overhead is two scans' worth when MIH wins, and the sample's MIH work when it
-        loses.
+        worth; queries that overrun are scanned. 16 queries are timed through the scan (over
+        all the codes when the cache holds them, their results kept; else over an eighth of
+        them), the next ones (16 to 96, until the choice is clear) through MIH, and the rest
+        take the faster way (the scan when most sampled MIH queries overran): the overhead
+        is at most two scans' worth when MIH wins, and the sample's MIH work when it loses.
         """
         n_queries = len(query_words)
         if exclude is None:
@@ -405,12 +406,25 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             mih_knn(self._index, self._mih, query_words[:1], k, exclude[:1], budget, 1)
         # The samples run on one thread each, so the costs compare whatever n_jobs. The scan
         # runs its queries 16 at a time (one vector), so one or two queries alone cost it
-        # about twice as much a query as the rest will: time a full group of queries, over an
-        # eighth of the codes (scan time is linear in the codes) and at most what the cache
-        # holds. Timed the second time: a group alone would read the codes from memory,
-        # where the whole search reads them once for many groups.
+        # about twice as much a query as the rest will: time a full group of queries.
+        parts, done = [], 0
         rows = min(self.n_samples_fit_ // _AUTO_SCAN_SHARE, _CACHED_DB_BYTES // self._index.shape[0] // 8)
-        if k < rows:
+        if self._index.nbytes <= _CACHED_DB_BYTES:
+            # Codes the cache holds: the first group over all of them, as the search runs it
+            # (its results are kept). Scaled up from a share of the codes, the scan's
+            # selection was counted several times over: with k = 100 on 1M codes it read at
+            # half the scan's speed, and MIH was chosen at 0.6-0.75 of the scan.
+            first = slice(0, _AUTO_SCAN_SAMPLE)
+            knn_search(first_codes(min(self.n_samples_fit_, max(2 * k, _AUTO_LOAD_ROWS))), query_words[first], k,
+                       self.n_bits_, exclude[first], 1)  # load or compile
+            start = time.perf_counter()
+            parts.append(by_scan(first, 1))
+            done = len(parts[0][0])
+            scan_time = (time.perf_counter() - start) / done
+        elif k < rows:
+            # Over an eighth of the codes (scan time is linear in the codes) and at most what
+            # the cache holds, timed the second time: a group alone would read the codes from
+            # memory, where the whole search reads them once for many groups.
             codes, sample = first_codes(rows), slice(0, _AUTO_SCAN_SAMPLE)
             knn_search(codes, query_words[sample], k, self.n_bits_, exclude[sample], 1)  # load or compile
             start = time.perf_counter()
@@ -423,18 +437,19 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             scan_time = (time.perf_counter() - start) / 2
         # MIH's cost varies from query to query: sample until it is clearly faster or
         # slower than the scan, or until the sample is large enough to choose on its mean.
-        parts, done, mih_time = [], 0, 0.0
-        while done < min(n_queries, _AUTO_MAX_SAMPLE):
+        scanned, mih_time = done, 0.0
+        while done - scanned < min(n_queries - scanned, _AUTO_MAX_SAMPLE):
             start = time.perf_counter()
             parts.append(by_mih(slice(done, done + _AUTO_SAMPLE), 1))
             mih_time += time.perf_counter() - start
             done = min(done + _AUTO_SAMPLE, n_queries)
-            if not 0.7 < mih_time / done / scan_time < 1.4:
+            if not 0.7 < mih_time / (done - scanned) / scan_time < 1.4:
                 break
         if done < n_queries:
             # A query over its MIH budget costs that work and a scan: when most sampled ones
             # overran, the scan wins whatever a sub-millisecond timing said.
-            mih_wins = mih_time / done < scan_time and 2 * overrun <= done
+            sampled = done - scanned
+            mih_wins = mih_time / sampled < scan_time and 2 * overrun <= sampled
             parts.append((by_mih if mih_wins else by_scan)(slice(done, None), self._threads))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 

@@ -142,7 +142,10 @@ def test_auto_scans_the_rest_when_most_sampled_mih_queries_overrun_their_budget(
         return dist, ind, work
 
     monkeypatch.setattr(hamming, "mih_knn", counting_mih_knn)
-    ticks = iter(range(10**6))  # every timed span lasts 1 s: the timings favour MIH
+    # Codes taken to be larger than the cache: the scan is timed over an eighth of them, and
+    # with every timed span lasting 1 s, the timings favour MIH.
+    monkeypatch.setattr(hamming, "_CACHED_DB_BYTES", 2**19)
+    ticks = iter(range(10**6))
     monkeypatch.setattr(hamming.time, "perf_counter", lambda: float(next(ticks)))
     rng = np.random.default_rng(3)
     db = _database("uniform", 2**17 + 100, 8, rng)
@@ -152,6 +155,41 @@ def test_auto_scans_the_rest_when_most_sampled_mih_queries_overrun_their_budget(
     assert routed["overrun"] * 2 > routed["mih"] > 0
     assert routed["mih"] <= 96 + 1  # the sample (and a compile call), never the other 300
     _assert_same((dist, ind), _reference(queries, db, 20))
+
+
+def test_auto_times_the_scan_on_its_first_queries_over_codes_the_cache_holds(monkeypatch):
+    # Codes that fit in the cache: the first sixteen queries are scanned over all the codes
+    # (timed, and their results kept), the next ones go through MIH, and nothing is scanned
+    # twice; scaled up from a share of the codes, the scan's selection was counted several
+    # times over (k = 100 on 1M codes read at half the scan's speed).
+    import sortedhash.neighbors._hamming as hamming
+
+    calls = []
+    knn_search, mih_knn = hamming.knn_search, hamming.mih_knn
+
+    def recording_knn_search(db, queries, *args, **kwargs):
+        calls.append(("scan", db.shape[1], len(queries)))
+        return knn_search(db, queries, *args, **kwargs)
+
+    def recording_mih_knn(db, mih, queries, *args, **kwargs):
+        calls.append(("mih", db.shape[1], len(queries)))
+        return mih_knn(db, mih, queries, *args, **kwargs)
+
+    monkeypatch.setattr(hamming, "knn_search", recording_knn_search)
+    monkeypatch.setattr(hamming, "mih_knn", recording_mih_knn)
+    rng = np.random.default_rng(4)
+    db = _database("clustered", 2**17 + 100, 8, rng)
+    queries = np.concatenate([db[:30], _database("clustered", 30, 8, rng)])
+    auto = HammingNeighbors(n_neighbors=100).fit(db)
+    assert auto._index.nbytes <= hamming._CACHED_DB_BYTES
+    auto.kneighbors(queries[:20])  # loads or compiles everything: the calls below are the search's
+    calls.clear()
+    dist, ind = auto.kneighbors(queries)
+    full_scans = [c for c in calls if c[0] == "scan" and c[1] == len(db)]
+    assert full_scans[0] == ("scan", len(db), 16)
+    assert sum(n for kind, _, n in calls if kind == "mih") <= len(queries) - 16  # the scanned ones are not redone
+    assert {rows for kind, rows, _ in calls if kind == "scan"} <= {len(db), hamming._AUTO_LOAD_ROWS}
+    _assert_same((dist, ind), _reference(queries, db, 100))
 
 
 def test_a_query_over_its_work_budget_is_reported_not_answered():
