@@ -39,6 +39,13 @@ _AUTO_LOAD_ROWS = 4096  # codes the scan is loaded (or compiled) on before it is
 _INDEX_FORMAT = "sortedhash.HammingNeighbors.index/1"
 
 
+def _mean_time(batches):
+    """Seconds a query over MIH batches of (queries, seconds), the first left out when
+    there are more (it ran on cold caches)."""
+    kept = batches[1:] if len(batches) > 1 else batches
+    return sum(t for _, t in kept) / sum(n for n, _ in kept)
+
+
 class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, VersionedMixin, BaseEstimator):
     """Exact nearest neighbours in Hamming distance over packed binary codes.
 
@@ -409,14 +416,17 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         # about twice as much a query as the rest will: time a full group of queries.
         parts, done = [], 0
         rows = min(self.n_samples_fit_ // _AUTO_SCAN_SHARE, _CACHED_DB_BYTES // self._index.shape[0] // 8)
+        # Load (or compile) both scan kernels before timing anything: a group of queries takes
+        # the sixteen-query one, a lone query (one over its MIH budget) the one-query one.
+        few = first_codes(min(self.n_samples_fit_, max(k, _AUTO_LOAD_ROWS)))
+        for group in (slice(0, 1), slice(0, _AUTO_SCAN_SAMPLE)):
+            knn_search(few, query_words[group], k, self.n_bits_, exclude[group], 1)
         if self._index.nbytes <= _CACHED_DB_BYTES:
             # Codes the cache holds: the first group over all of them, as the search runs it
             # (its results are kept). Scaled up from a share of the codes, the scan's
             # selection was counted several times over: with k = 100 on 1M codes it read at
             # half the scan's speed, and MIH was chosen at 0.6-0.75 of the scan.
             first = slice(0, _AUTO_SCAN_SAMPLE)
-            knn_search(first_codes(min(self.n_samples_fit_, max(2 * k, _AUTO_LOAD_ROWS))), query_words[first], k,
-                       self.n_bits_, exclude[first], 1)  # load or compile
             start = time.perf_counter()
             parts.append(by_scan(first, 1))
             done = len(parts[0][0])
@@ -437,19 +447,22 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             scan_time = (time.perf_counter() - start) / 2
         # MIH's cost varies from query to query: sample until it is clearly faster or
         # slower than the scan, or until the sample is large enough to choose on its mean.
-        scanned, mih_time = done, 0.0
+        # The first MIH batch runs on caches the scan has just streamed the codes through, and
+        # measured up to ~3x slower a query than the next ones (1M learned codes, k = 10):
+        # it alone never sends the rest to the scan, and once there are more it is left out.
+        scanned, batches = done, []  # (queries, seconds) of each MIH batch
         while done - scanned < min(n_queries - scanned, _AUTO_MAX_SAMPLE):
             start = time.perf_counter()
             parts.append(by_mih(slice(done, done + _AUTO_SAMPLE), 1))
-            mih_time += time.perf_counter() - start
-            done = min(done + _AUTO_SAMPLE, n_queries)
-            if not 0.7 < mih_time / (done - scanned) / scan_time < 1.4:
-                break
-        if done < n_queries:
+            batches.append((min(done + _AUTO_SAMPLE, n_queries) - done, time.perf_counter() - start))
+            done += batches[-1][0]
+            ratio = _mean_time(batches) / scan_time
             # A query over its MIH budget costs that work and a scan: when most sampled ones
             # overran, the scan wins whatever a sub-millisecond timing said.
-            sampled = done - scanned
-            mih_wins = mih_time / sampled < scan_time and 2 * overrun <= sampled
+            if 2 * overrun > done - scanned or ratio < 0.7 or (ratio > 1.4 and len(batches) > 1):
+                break
+        if done < n_queries:
+            mih_wins = _mean_time(batches) < scan_time and 2 * overrun <= done - scanned
             parts.append((by_mih if mih_wins else by_scan)(slice(done, None), self._threads))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 

@@ -192,6 +192,38 @@ def test_auto_times_the_scan_on_its_first_queries_over_codes_the_cache_holds(mon
     _assert_same((dist, ind), _reference(queries, db, 100))
 
 
+def test_auto_does_not_judge_mih_on_its_first_batch_alone(monkeypatch):
+    # The first MIH batch runs on caches the scan has just streamed the codes through and can
+    # be several times slower a query than the next ones: it alone must not send the rest to
+    # the scan, and once more batches are timed it is left out.
+    import sortedhash.neighbors._hamming as hamming
+
+    routed = []
+    mih_knn = hamming.mih_knn
+
+    def counting_mih_knn(*args, **kwargs):
+        routed.append(len(args[2]))
+        return mih_knn(*args, **kwargs)
+
+    rng = np.random.default_rng(5)
+    # Ten near copies of each of 13,118 random codes: every query's ten neighbours are a few
+    # bits away and the buckets small, so no MIH query overruns its budget.
+    base = _database("uniform", 13_118, 8, rng)
+    flips = np.packbits(rng.random((10 * len(base), 64)) < 0.02, axis=1, bitorder="little")
+    db = np.repeat(base, 10, axis=0) ^ flips
+    queries = base[rng.integers(0, len(base), 400)]
+    auto = HammingNeighbors(n_neighbors=10).fit(db)
+    auto.kneighbors(queries[:20])  # loads or compiles everything
+    monkeypatch.setattr(hamming, "mih_knn", counting_mih_knn)
+    # Clock readings, two a timed span: the scan's group 1 s a query, the first MIH batch
+    # 2 s a query (alone it would lose), the second 0.5 s a query.
+    readings = iter([0.0, 16.0, 16.0, 48.0, 48.0, 56.0])
+    monkeypatch.setattr(hamming.time, "perf_counter", lambda: next(readings, 100.0))
+    dist, ind = auto.kneighbors(queries)
+    assert routed == [16, 16, 400 - 48]  # two batches sampled, then the rest through MIH
+    _assert_same((dist, ind), _reference(queries, db, 10))
+
+
 def test_a_query_over_its_work_budget_is_reported_not_answered():
     rng = np.random.default_rng(2)
     db = _database("uniform", 5000, 8, rng)
