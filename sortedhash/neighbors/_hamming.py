@@ -436,12 +436,12 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             # the cache holds, timed the second time: a group alone would read the codes from
             # memory, where the whole search reads them once for many groups.
             codes, sample = first_codes(rows), slice(0, _AUTO_SCAN_SAMPLE)
-            knn_search(codes, query_words[sample], k, self.n_bits_, exclude[sample], 1)  # load or compile
+            knn_search(codes, query_words[sample], k, self.n_bits_, exclude[sample], 1)  # into the cache
             start = time.perf_counter()
             knn_search(codes, query_words[sample], k, self.n_bits_, exclude[sample], 1)
             scan_time = (time.perf_counter() - start) * self.n_samples_fit_ / rows / _AUTO_SCAN_SAMPLE
         else:  # k near N: two queries over all the codes
-            by_scan(slice(0, 1), 1)  # load or compile
+            by_scan(slice(0, 1), 1)  # the codes into the cache
             start = time.perf_counter()
             by_scan(slice(0, 2), 1)
             scan_time = (time.perf_counter() - start) / 2

@@ -212,6 +212,7 @@ def scan_hits(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hi
         before, loop, done, r = _open_loop(builder, start, stop, "hits")
         n = builder.phi(_I64)
         n.add_incoming(zero, before)
+        # A group alone streams its rows from memory: ask for them a few steps ahead.
         for line in range(0, SCAN_ROWS, 8):  # a 64-byte line holds 8 rows of a word
             gen.prefetch(builder.add(r, ir.Constant(_I64, PREFETCH_ROWS + line)))
         # The minimum is taken over 32-bit halves: a distance (< 2**31) leaves the high half
