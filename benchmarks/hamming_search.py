@@ -31,7 +31,7 @@ from numba import prange
 from sortedhash import HammingNeighbors
 from sortedhash.neighbors._kernels import (_DB_BLOCK, _LANE_BLOCK_WORDS, _QUERY_CHUNK, _block_distances, _block_rows,
                                            _lane_part_size, pack_words)
-from sortedhash.neighbors._lanes import LANES, SCAN_ROWS, WIDEST, lane_popcount_sum
+from sortedhash.neighbors._lanes import LANES, SCAN_ROWS, WIDEST, lane_popcount_pass
 
 try:
     import faiss
@@ -101,13 +101,14 @@ def _lane_popcount_pass(db, queries, out, per_part):
         for r0 in range(0, scanned, block):
             r1 = min(r0 + block, scanned)
             for g in range(ng):
-                out[(g0 + g) * LANES] += lane_popcount_sum(db, r0, r1, lanes[g], n_words)
+                out[(g0 + g) * LANES] += lane_popcount_pass(db, r0, r1, lanes[g], n_words)
 
 
 def lane_popcount_bound(db_words, query_words, n_threads=None):
     """Every query x row XOR + popcount with sixteen queries in the lanes of a vector, each
-    distance added to a register and nothing else: the lane kernel's layout and blocking
-    with no selection (codes of up to eight words)."""
+    step's distances summed and the sums XORed into a register, nothing else: the lane
+    kernel's layout, blocking and prefetch with no selection (codes of up to eight words).
+    Returns each group's checksum at its first query."""
     out = np.zeros(query_words.shape[0], dtype=np.int64)
     previous = numba.get_num_threads()
     if n_threads is not None:

@@ -119,8 +119,9 @@ def test_popcount_bound_computes_every_distance(n_bytes, dtype):
 
 @pytest.mark.parametrize("n_bytes", [8, 16, 32])
 def test_lane_popcount_bound_computes_every_distance(n_bytes):
-    # Each group of sixteen queries adds up its distances to every row of whole scan steps;
-    # lanes without a query hold zeros (each adds the rows' popcounts).
+    # Each group of sixteen queries sums its distances over each scan step and XORs the
+    # steps' sums into a checksum a lane (one block of rows here); lanes without a query
+    # hold zeros (their distances are the rows' popcounts).
     from sortedhash.neighbors._kernels import pack_words
     from sortedhash.neighbors._lanes import LANES, SCAN_ROWS
 
@@ -128,11 +129,13 @@ def test_lane_popcount_bound_computes_every_distance(n_bytes):
     rng = np.random.default_rng(3)
     db = rng.integers(0, 256, (10 * SCAN_ROWS + 5, n_bytes), dtype=np.uint8)
     queries = rng.integers(0, 256, (2 * LANES + 1, n_bytes), dtype=np.uint8)
-    full = np.bitwise_count(queries[:, None, :] ^ db[None, :10 * SCAN_ROWS, :]).sum(-1, dtype=np.int64)
-    padding = np.bitwise_count(db[:10 * SCAN_ROWS]).sum(dtype=np.int64)
+    lanes = np.zeros((3 * LANES, n_bytes), dtype=np.uint8)
+    lanes[: len(queries)] = queries
+    full = np.bitwise_count(lanes[:, None, :] ^ db[None, :10 * SCAN_ROWS, :]).sum(-1, dtype=np.int64)
+    step_sums = full.reshape(3 * LANES, 10, SCAN_ROWS).sum(axis=2)
+    checksums = np.bitwise_xor.reduce(step_sums, axis=1).reshape(3, LANES).sum(axis=1)
     expected = np.zeros(len(queries), dtype=np.int64)
-    expected[0], expected[LANES] = full[:LANES].sum(), full[LANES:2 * LANES].sum()
-    expected[2 * LANES] = full[2 * LANES:].sum() + (LANES - 1) * padding
+    expected[0], expected[LANES], expected[2 * LANES] = checksums
     np.testing.assert_array_equal(search.lane_popcount_bound(pack_words(db), pack_words(queries).T), expected)
 
 
@@ -154,6 +157,19 @@ def test_rerank_speed_runs_every_method_against_exact_search(tmp_path):
     with open(tmp_path / "rows.csv") as f:
         assert len(list(csv.DictReader(f))) == len(table)
     assert (tmp_path / "recall_qps.png").exists()
+
+
+def test_rerank_speed_skips_hnsw_and_nsh_when_given_no_settings():
+    pytest.importorskip("faiss")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "rerank_speed.py"), "digits", "--rows", "3000", "--queries", "20",
+           "--bits", "--ef-search", "--candidates", "50", "--k-factors", "10"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ") and "q/s" not in line]
+    assert [row[1].strip() for row in table] == ["exact float (IndexFlatIP)",
+                                                 "binary quantization 64 bits + IndexRefineFlat",
+                                                 "binary quantization 64 bits + re-ranking"]
+    assert "HNSW built" not in result.stdout
 
 
 def test_rerank_speed_mixes_lie_between_real_neighbours():
