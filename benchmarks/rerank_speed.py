@@ -140,11 +140,13 @@ def main():
                         help="how the added rows are made (see enlarge)")
     parser.add_argument("--noise", type=float, default=1.0)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--bits", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--bits", type=int, nargs="*", default=[64, 128],
+                        help="NSH code lengths; none (a bare --bits) fits no NSH model")
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--nsh-params", default="", help="NSHTransformer parameters, e.g. neighbor_weight=1")
     parser.add_argument("--candidates", type=int, nargs="+", default=[100, 300, 1000, 3000])
-    parser.add_argument("--ef-search", type=int, nargs="+", default=[16, 32, 64, 128, 256])
+    parser.add_argument("--ef-search", type=int, nargs="*", default=[16, 32, 64, 128, 256],
+                        help="HNSW efSearch values; none (a bare --ef-search) builds no HNSW index")
     parser.add_argument("--k-factors", type=int, nargs="+", default=[10, 30, 100, 300])
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--out", help="folder for rows.csv and recall_qps.png")
@@ -175,16 +177,17 @@ def main():
     print(f"median cosine of the 10th neighbour: real rows {tenth_real:.3f}, enlarged {tenth_all:.3f}")
     rows = [("exact float (IndexFlatIP)", "", exact_qps, 1.0)]
 
-    hnsw = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
-    faiss.omp_set_num_threads(os.cpu_count())  # the build is not compared: use every core
-    t_build, _ = timed(lambda: hnsw.add(base))
-    faiss.omp_set_num_threads(1)
-    print(f"HNSW built in {t_build:.0f} s ({os.cpu_count()} threads)", flush=True)
-    for ef in args.ef_search:
-        hnsw.hnsw.efSearch = ef
-        t, (_, found) = timed(lambda: hnsw.search(queries, 10))
-        rows.append(("HNSW (M=32)", f"efSearch={ef}", len(queries) / t, recall_at_10(found, truth)))
-    del hnsw
+    if args.ef_search:
+        hnsw = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+        faiss.omp_set_num_threads(os.cpu_count())  # the build is not compared: use every core
+        t_build, _ = timed(lambda: hnsw.add(base))
+        faiss.omp_set_num_threads(1)
+        print(f"HNSW built in {t_build:.0f} s ({os.cpu_count()} threads)", flush=True)
+        for ef in args.ef_search:
+            hnsw.hnsw.efSearch = ef
+            t, (_, found) = timed(lambda: hnsw.search(queries, 10))
+            rows.append(("HNSW (M=32)", f"efSearch={ef}", len(queries) / t, recall_at_10(found, truth)))
+        del hnsw
 
     bq = faiss.IndexRefineFlat(faiss.IndexLSH(d, d, False, True))
     bq.train(base)
