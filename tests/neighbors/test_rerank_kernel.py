@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from sortedhash.neighbors import _rerank_kernel
 from sortedhash.neighbors._rerank_kernel import rerank
 
 
@@ -21,7 +22,8 @@ def _reference(X, queries, candidates, k, metric):
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_matches_a_float64_reference_whatever_the_candidate_order(metric, dtype):
+@pytest.mark.parametrize("k", [9, _rerank_kernel._INSERT_MAX_K + 8])  # kept by insertion; by a sort
+def test_matches_a_float64_reference_whatever_the_candidate_order(metric, dtype, k):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((500, 37)).astype(dtype)
     X[250:300] = X[:50]  # duplicated rows: equal distances, ranked by index
@@ -31,15 +33,15 @@ def test_matches_a_float64_reference_whatever_the_candidate_order(metric, dtype)
         others = rng.permutation(np.setdiff1d(np.arange(500), [i, i + 250]))[:118]
         candidates[20 + i] = np.concatenate([[i + 250, i], others])
     norms = np.einsum("ij,ij->i", X, X, dtype=np.float64)
-    dist, ind = rerank(X, norms, queries, candidates, 9, metric, n_threads=1)
-    ref_dist, ref_ind = _reference(X, queries, candidates, 9, metric)
+    dist, ind = rerank(X, norms, queries, candidates, k, metric, n_threads=1)
+    ref_dist, ref_ind = _reference(X, queries, candidates, k, metric)
     np.testing.assert_array_equal(ind, ref_ind)
     # Euclidean from the norms (as scikit-learn computes it): sqrt of a cancellation near 0.
     np.testing.assert_allclose(dist, ref_dist, rtol=1e-9, atol=1e-6 if metric == "euclidean" else 1e-9)
     assert np.all(ind[-10:, :2] == np.stack([np.arange(10), np.arange(10) + 250], axis=1))
     shuffled = rng.permuted(candidates, axis=1)
     for threads in (1, 2):
-        again = rerank(X, norms, queries, shuffled, 9, metric, n_threads=threads)
+        again = rerank(X, norms, queries, shuffled, k, metric, n_threads=threads)
         np.testing.assert_array_equal(again[1], ind)
         np.testing.assert_array_equal(again[0], dist)
 
