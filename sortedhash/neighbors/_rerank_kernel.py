@@ -31,6 +31,32 @@ def _precedes(d, row, other_d, other_row):
     return d < other_d or (d == other_d and row < other_row)
 
 
+@njit(inline="always")
+def _insert(best_d, best_i, kept, d, row):
+    """Insert (d, row) into the ``kept`` best so far (sorted, at most ``len(best_d)``) if it
+    ranks among them; returns the new count."""
+    k = best_d.shape[0]
+    if kept == k and not _precedes(d, row, best_d[k - 1], best_i[k - 1]):
+        return kept
+    kept = min(kept + 1, k)
+    p = kept - 1
+    while p > 0 and _precedes(d, row, best_d[p - 1], best_i[p - 1]):
+        best_d[p] = best_d[p - 1]
+        best_i[p] = best_i[p - 1]
+        p -= 1
+    best_d[p] = d
+    best_i[p] = row
+    return kept
+
+
+@njit(inline="always")
+def _prefetch_row(X, norms, row, line):
+    """Start loading ``row``'s cache lines (``line`` entries each) and its squared norm."""
+    for j in range(0, X.shape[1], line):
+        _prefetch(X, row, j)
+    _prefetch(norms, row, 0)
+
+
 @njit(inline="always", fastmath={"reassoc", "contract"})
 def _distance(X, squared_norms, query, query_norm, row, cosine):
     n_features = X.shape[1]
@@ -48,7 +74,7 @@ def _rerank(X, squared_norms, queries, candidates, k, cosine, out_dist, out_ind)
     n_queries, n_candidates = candidates.shape
     n_features = X.shape[1]
     line = 64 // X.itemsize  # entries a cache line
-    norms = squared_norms.reshape((-1, 1))
+    norms = squared_norms.reshape((-1, 1))  # as _prefetch takes it
     for q in prange(n_queries):
         query = queries[q]
         query_norm = 0.0
@@ -62,29 +88,15 @@ def _rerank(X, squared_norms, queries, candidates, k, cosine, out_dist, out_ind)
         dist = np.empty(0 if insert else n_candidates)
         kept = 0
         for c in range(min(_AHEAD, n_candidates)):
-            for j in range(0, n_features, line):
-                _prefetch(X, rows[c], j)
-            _prefetch(norms, rows[c], 0)
+            _prefetch_row(X, norms, rows[c], line)
         for c in range(n_candidates):
             if c + _AHEAD < n_candidates:
-                for j in range(0, n_features, line):
-                    _prefetch(X, rows[c + _AHEAD], j)
-                _prefetch(norms, rows[c + _AHEAD], 0)
-            row = rows[c]
-            d = _distance(X, squared_norms, query, query_norm, row, cosine)
-            if not insert:
+                _prefetch_row(X, norms, rows[c + _AHEAD], line)
+            d = _distance(X, squared_norms, query, query_norm, rows[c], cosine)
+            if insert:
+                kept = _insert(out_dist[q], out_ind[q], kept, d, rows[c])
+            else:
                 dist[c] = d
-                continue
-            if kept == k and not _precedes(d, row, out_dist[q, k - 1], out_ind[q, k - 1]):
-                continue
-            kept = min(kept + 1, k)
-            p = kept - 1
-            while p > 0 and _precedes(d, row, out_dist[q, p - 1], out_ind[q, p - 1]):
-                out_dist[q, p] = out_dist[q, p - 1]
-                out_ind[q, p] = out_ind[q, p - 1]
-                p -= 1
-            out_dist[q, p] = d
-            out_ind[q, p] = row
         if not insert:
             order = np.argsort(dist, kind="mergesort")
             for i in range(k):
