@@ -56,6 +56,29 @@ def test_kernel_ab_refuses_copies_of_one_name(tmp_path):
     assert result.returncode == 2 and "own file name" in result.stderr
 
 
+def test_rerank_kernel_ab_compares_versions_and_catches_a_wrong_one(tmp_path):
+    source = (ROOT / "sortedhash" / "neighbors" / "_rerank_kernel.py").read_text()
+    assert "return 1.0 - dot /" in source
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text(source.replace("return 1.0 - dot /", "return 1.0 + dot /"))  # the farthest, not the nearest
+    same = tmp_path / "same.py"
+    same.write_text(source)
+
+    def rows(*kernels):
+        cmd = [sys.executable, str(ROOT / "research" / "rerank_kernel_ab.py"), "--kernels", *map(str, kernels),
+               "--rows", "2000", "--features", "24", "--candidates", "100", "--queries", "20", "--k", "5", "50",
+               "--repeats", "1"]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                                env=dict(os.environ, NUMBA_NUM_THREADS="1"))
+        assert result.returncode == 0, result.stderr[-3000:]
+        return [line for line in result.stdout.splitlines() if line.startswith("k=")]
+
+    # k = 5 keeps neighbours by insertion, k = 50 by a sort: both paths compared.
+    assert [r.endswith("same results: True") for r in rows(ROOT / "sortedhash" / "neighbors" / "_rerank_kernel.py",
+                                                             same)] == [True, True]
+    assert [r.endswith("same results: False") for r in rows(same, wrong)] == [True, True]
+
+
 def test_feature_probe_reports_the_strict_load():
     pytest.importorskip("efficientnet_lite_pytorch")
     assert load_script("research", "feature_probe").strict_load_report(64) == (296, True)
