@@ -17,3 +17,12 @@ def load_copy(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return name, module
+
+
+def load_copies(parser, paths):
+    """``load_copy`` of each of ``paths`` (the ``--kernels`` argument of ``parser``), refusing
+    two files of one name: the tools key their results by it, and two alike would merge."""
+    names = [pathlib.Path(path).stem for path in paths]
+    if len(set(names)) < len(names):
+        parser.error(f"--kernels: give each copy its own file name, got {names}")
+    return [load_copy(path) for path in paths]

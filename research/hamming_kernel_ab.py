@@ -17,7 +17,7 @@ import pathlib
 import time
 
 import numpy as np
-from _module_copies import load_copy
+from _module_copies import load_copies, load_copy
 
 # Copies of the kernel module are compiled afresh: numba's cache could not load them back
 # (its pickles name a module that cannot be imported), so switch sortedhash's cache off.
@@ -47,10 +47,8 @@ def main():
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    names = [pathlib.Path(path).stem for path in args.kernels]
-    if len(set(names)) < len(names):  # results are keyed by name: two alike would merge
-        parser.error(f"--kernels: give each copy its own file name, got {names}")
-    kernels = [load_copy(path) for path in args.kernels]
+    kernels = load_copies(parser, args.kernels)
+    names = [name for name, _ in kernels]
     _, search = load_copy(ROOT / "benchmarks" / "hamming_search.py")
     print(f"faiss {getattr(faiss, '__version__', 'not installed')}; k={args.k}; queries per second, "
           f"best of {args.repeats}; x = ratio to faiss", flush=True)

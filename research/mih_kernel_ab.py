@@ -21,11 +21,10 @@ DIR/learned_newsgroups_64_10000000_5.0.queries.npy [--mmap]``.
 
 import argparse
 import os
-import pathlib
 import time
 
 import numpy as np
-from _module_copies import load_copy
+from _module_copies import load_copies
 
 # Copies of the module are compiled afresh: numba's cache could not load them back.
 os.environ["SORTEDHASH_CACHE_DIR"] = "off"
@@ -71,10 +70,8 @@ def main():
     args = parser.parse_args()
     if bool(args.codes) != bool(args.queries):
         parser.error("--codes and --queries go together")
-    names = [pathlib.Path(path).stem for path in args.kernels]
-    if len(set(names)) < len(names):  # results are keyed by name: two alike would merge
-        parser.error(f"--kernels: give each copy its own file name, got {names}")
-    kernels = [load_copy(path) for path in args.kernels]
+    kernels = load_copies(parser, args.kernels)
+    names = [name for name, _ in kernels]
     from sortedhash.neighbors._kernels import knn_search
 
     words, query_words, n_bits = codes_and_queries(args)

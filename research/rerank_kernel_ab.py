@@ -11,11 +11,10 @@ Run: ``python research/rerank_kernel_ab.py --kernels before.py sortedhash/neighb
 
 import argparse
 import os
-import pathlib
 import time
 
 import numpy as np
-from _module_copies import load_copy
+from _module_copies import load_copies
 
 os.environ["SORTEDHASH_CACHE_DIR"] = "off"  # copies compile afresh (see hamming_kernel_ab.py)
 
@@ -30,10 +29,7 @@ def main():
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    names = [pathlib.Path(path).stem for path in args.kernels]
-    if len(set(names)) < len(names):  # results are keyed by name: two alike would merge
-        parser.error(f"--kernels: give each copy its own file name, got {names}")
-    kernels = [load_copy(path) for path in args.kernels]
+    kernels = load_copies(parser, args.kernels)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((args.rows, args.features), dtype=np.float32)
     norms = np.einsum("ij,ij->i", X, X, dtype=np.float64)
