@@ -46,6 +46,17 @@ def _mean_time(batches):
     return sum(t for _, t in kept) / sum(n for n, _ in kept)
 
 
+def _mih_cannot_win(index, kth, budget):
+    """Whether MIH would overrun ``budget`` for most queries whose k-th distances are (about)
+    ``kth``: to prove a k-th distance d it probes every bucket within ``d // m`` bits of the
+    query's substring in each of its m tables (pigeonhole), and those probes alone are work.
+    Wide codes with many neighbours need millions (384 bits, k = 1,000, 1M codes: the k-th
+    distance ~150, 19 tables of 20 bits, 2.6M probes against a budget of 25,000), and timing
+    MIH there cost the search ~10 %."""
+    over = sum(probe_count(index, int(d)) > budget for d in kth)
+    return 2 * over > len(kth)
+
+
 class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, VersionedMixin, BaseEstimator):
     """Exact nearest neighbours in Hamming distance over packed binary codes.
 
@@ -380,6 +391,8 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         them), the next ones (16 to 96, until the choice is clear) through MIH, and the rest
         take the faster way (the scan when most sampled MIH queries overran): the overhead
         is at most two scans' worth when MIH wins, and the sample's MIH work when it loses.
+        The MIH sample is skipped when the scanned queries' k-th distances show that MIH
+        would overrun anyway (:func:`_mih_cannot_win`).
         """
         n_queries = len(query_words)
         if exclude is None:
@@ -409,8 +422,6 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
 
         if n_queries <= _AUTO_SAMPLE:
             return by_mih(slice(None), self._threads)
-        if not mih_compiled():  # load or compile it before timing it (outside by_mih: no overrun counted)
-            mih_knn(self._index, self._mih, query_words[:1], k, exclude[:1], budget, 1)
         # The samples run on one thread each, so the costs compare whatever n_jobs. The scan
         # runs its queries 16 at a time (one vector), so one or two queries alone cost it
         # about twice as much a query as the rest will: time a full group of queries.
@@ -431,6 +442,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             parts.append(by_scan(first, 1))
             done = len(parts[0][0])
             scan_time = (time.perf_counter() - start) / done
+            kth = parts[0][0][:, k - 1]
         elif k < rows:
             # Over an eighth of the codes (scan time is linear in the codes) and at most what
             # the cache holds, timed the second time: a group alone would read the codes from
@@ -438,13 +450,21 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             codes, sample = first_codes(rows), slice(0, _AUTO_SCAN_SAMPLE)
             knn_search(codes, query_words[sample], k, self.n_bits_, exclude[sample], 1)  # into the cache
             start = time.perf_counter()
-            knn_search(codes, query_words[sample], k, self.n_bits_, exclude[sample], 1)
+            dist, _ = knn_search(codes, query_words[sample], k, self.n_bits_, exclude[sample], 1)
             scan_time = (time.perf_counter() - start) * self.n_samples_fit_ / rows / _AUTO_SCAN_SAMPLE
+            # About k rows / N of the final k nearest lie in the share: the distance at that
+            # rank there estimates the k-th over all the codes (a lower rank, erring for MIH).
+            kth = dist[:, max(1, k * rows // self.n_samples_fit_) - 1]
         else:  # k near N: two queries over all the codes
             by_scan(slice(0, 1), 1)  # the codes into the cache
             start = time.perf_counter()
-            by_scan(slice(0, 2), 1)
+            kth = by_scan(slice(0, 2), 1)[0][:, k - 1]
             scan_time = (time.perf_counter() - start) / 2
+        if _mih_cannot_win(self._mih, kth, budget):
+            parts.append(by_scan(slice(done, None), self._threads))
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        if not mih_compiled():  # load or compile it before timing it (outside by_mih: no overrun counted)
+            mih_knn(self._index, self._mih, query_words[:1], k, exclude[:1], budget, 1)
         # MIH's cost varies from query to query: sample until it is clearly faster or
         # slower than the scan, or until the sample is large enough to choose on its mean.
         # The first MIH batch runs on caches the scan has just streamed the codes through, and

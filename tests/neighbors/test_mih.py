@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from sortedhash import HammingNeighbors
+from sortedhash.neighbors._hamming import _mih_cannot_win
 from sortedhash.neighbors._kernels import pack_words
 from sortedhash.neighbors import _mih
 from sortedhash.neighbors._mih import auto_n_substrings, build_multi_index, extend_multi_index, mih_knn
@@ -142,6 +143,8 @@ def test_auto_scans_the_rest_when_most_sampled_mih_queries_overrun_their_budget(
         return dist, ind, work
 
     monkeypatch.setattr(hamming, "mih_knn", counting_mih_knn)
+    # The k-th distances would show MIH overrunning before any is timed: let it be sampled.
+    monkeypatch.setattr(hamming, "_mih_cannot_win", lambda index, kth, budget: False)
     # Codes taken to be larger than the cache: the scan is timed over an eighth of them, and
     # with every timed span lasting 1 s, the timings favour MIH.
     monkeypatch.setattr(hamming, "_CACHED_DB_BYTES", 2**19)
@@ -155,6 +158,44 @@ def test_auto_scans_the_rest_when_most_sampled_mih_queries_overrun_their_budget(
     assert routed["overrun"] * 2 > routed["mih"] > 0
     assert routed["mih"] <= 96 + 1  # the sample (and a compile call), never the other 300
     _assert_same((dist, ind), _reference(queries, db, 20))
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_auto_does_not_time_mih_where_its_probes_alone_would_overrun(monkeypatch, cached):
+    # 256-bit uniform codes, k = 200: the k-th distance is ~100, so MIH must probe every
+    # bucket within 6 bits in each of 16 tables of 16 bits (~240,000 probes, the budget
+    # ~3,300). The scanned queries' k-th distances show it (exactly over codes the cache
+    # holds, estimated from an eighth of them otherwise), and no query goes through MIH.
+    import sortedhash.neighbors._hamming as hamming
+
+    routed = []
+    mih_knn = hamming.mih_knn
+
+    def counting_mih_knn(*args, **kwargs):
+        routed.append(len(args[2]))
+        return mih_knn(*args, **kwargs)
+
+    monkeypatch.setattr(hamming, "mih_knn", counting_mih_knn)
+    if not cached:
+        monkeypatch.setattr(hamming, "_CACHED_DB_BYTES", 2**19)
+    rng = np.random.default_rng(6)
+    db = _database("uniform", 2**17 + 100, 32, rng)
+    queries = _database("uniform", 40, 32, rng)
+    auto = HammingNeighbors(n_neighbors=200).fit(db)
+    assert auto.n_substrings_ == 16
+    result = auto.kneighbors(queries)
+    assert routed == []
+    _assert_same(result, HammingNeighbors(n_neighbors=200, algorithm="brute").fit(db).kneighbors(queries))
+
+
+def test_mih_cannot_win_when_most_queries_would_probe_past_the_budget():
+    index = build_multi_index(pack_words(_database("uniform", 1000, 8, np.random.default_rng(7))), 64, 4)
+    # 4 tables of 16 bits: a k-th distance of 7 takes rounds 0-1 (17 probes a table), of 20
+    # rounds 0-5 (6,885 a table).
+    assert _mih.probe_count(index, 7) == 68 and _mih.probe_count(index, 20) == 27_540
+    assert _mih_cannot_win(index, np.array([20, 20, 7]), 1000)
+    assert not _mih_cannot_win(index, np.array([20, 7, 7]), 1000)
+    assert not _mih_cannot_win(index, np.array([20, 20, 20]), 30_000)
 
 
 def test_auto_times_the_scan_on_its_first_queries_over_codes_the_cache_holds(monkeypatch):
