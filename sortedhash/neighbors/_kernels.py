@@ -64,29 +64,38 @@ def _trailing_zeros(typingctx, x):
     return sig, codegen
 
 
-@intrinsic
-def _prefetch(typingctx, array, i, j):
-    """Ask the CPU to start loading ``array[i, j]`` into its caches (LLVM prefetch for a
-    read, kept in every cache level), and go on without waiting: a load issued long before
-    it is needed overlaps its cache and TLB misses with other work."""
-    sig = types.void(array, types.int64, types.int64)
+def _prefetch_intrinsic(locality):
+    """An intrinsic ``(array, i, j)`` asking the CPU to start loading ``array[i, j]`` into its
+    caches (LLVM prefetch for a read, ``locality`` 3: every level, 1: L2 and below), going on
+    without waiting: a load issued long before it is needed overlaps its cache and TLB
+    misses with other work."""
 
-    def codegen(context, builder, signature, args):
-        from llvmlite import ir
-        from numba.core import cgutils
+    @intrinsic
+    def prefetch(typingctx, array, i, j):
+        sig = types.void(array, types.int64, types.int64)
 
-        data = context.make_array(signature.args[0])(context, builder, args[0])
-        strides = cgutils.unpack_tuple(builder, data.strides, 2)
-        offset = builder.add(builder.mul(args[1], strides[0]), builder.mul(args[2], strides[1]))
-        byte = ir.IntType(8).as_pointer()
-        pointer = builder.gep(builder.bitcast(data.data, byte), [offset])
-        i32 = ir.IntType(32)
-        prefetch = builder.module.declare_intrinsic(
-            "llvm.prefetch", [byte], fnty=ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]))
-        builder.call(prefetch, [pointer, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
+        def codegen(context, builder, signature, args):
+            from llvmlite import ir
+            from numba.core import cgutils
 
-    return sig, codegen
+            data = context.make_array(signature.args[0])(context, builder, args[0])
+            strides = cgutils.unpack_tuple(builder, data.strides, 2)
+            offset = builder.add(builder.mul(args[1], strides[0]), builder.mul(args[2], strides[1]))
+            byte = ir.IntType(8).as_pointer()
+            pointer = builder.gep(builder.bitcast(data.data, byte), [offset])
+            i32 = ir.IntType(32)
+            prefetch = builder.module.declare_intrinsic(
+                "llvm.prefetch", [byte], fnty=ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]))
+            builder.call(prefetch, [pointer, ir.Constant(i32, 0), ir.Constant(i32, locality), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return prefetch
+
+
+_prefetch = _prefetch_intrinsic(3)  # what is read next (MIH: buckets, candidates), into every level
+_prefetch_l2 = _prefetch_intrinsic(1)  # rows read a few rows later (re-ranking), into L2
 
 
 @intrinsic

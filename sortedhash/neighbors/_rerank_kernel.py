@@ -12,13 +12,15 @@ import numpy as np
 from numba import prange
 
 from ._jit import njit
-from ._kernels import _prefetch, _with_threads
+from ._kernels import _prefetch_l2, _with_threads
 
 __all__ = ["rerank"]
 
 # Candidate rows requested this many rows ahead of their use: random rows of a large database
 # miss every cache, and a row's lines load while the rows before it are summed (1, 2, 4, 8
-# and 16 rows measured on 1M x 384 float32 rows; 4 the fastest).
+# and 16 rows measured on 1M x 384 float32 rows, AMD EPYC; 4 the fastest). They are
+# requested into L2, not L1: on an Intel Xeon, prefetches into L1 ran 12-18 % slower a
+# candidate at k = 10 and 3-20 % at k = 100 (research/rerank_kernel_ab.py).
 _AHEAD = 4
 # Up to this many neighbours, one pass over the candidates keeps the k best in order; more
 # sort all candidates by distance.
@@ -53,8 +55,8 @@ def _insert(best_d, best_i, kept, d, row):
 def _prefetch_row(X, norms, row, line):
     """Start loading ``row``'s cache lines (``line`` entries each) and its squared norm."""
     for j in range(0, X.shape[1], line):
-        _prefetch(X, row, j)
-    _prefetch(norms, row, 0)
+        _prefetch_l2(X, row, j)
+    _prefetch_l2(norms, row, 0)
 
 
 @njit(inline="always", fastmath={"reassoc", "contract"})
@@ -74,7 +76,7 @@ def _rerank(X, squared_norms, queries, candidates, k, cosine, out_dist, out_ind)
     n_queries, n_candidates = candidates.shape
     n_features = X.shape[1]
     line = 64 // X.itemsize  # entries a cache line
-    norms = squared_norms.reshape((-1, 1))  # as _prefetch takes it
+    norms = squared_norms.reshape((-1, 1))  # as _prefetch_l2 takes it
     insert = k <= _INSERT_MAX_K
     for q in prange(n_queries):
         query = queries[q]
