@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._safe_state import SafeStateMixin
 from .._versions import VersionedMixin, check_versions
 from ..bits import check_codes, pairwise_hamming
-from ._kernels import _CACHED_DB_BYTES, knn_search, pack_words, radius_search
+from ._kernels import _CACHED_DB_BYTES, knn_search, kth_over_first_rows, pack_words, radius_search
 from ._mih import (SCAN_CODES_PER_WORK, MultiIndex, auto_n_substrings, build_multi_index, extend_multi_index,
                    mih_knn, mih_radius, probe_count)
 from ._mih import is_compiled as mih_compiled
@@ -36,6 +36,8 @@ _AUTO_MAX_SAMPLE = 96
 _AUTO_SCAN_SAMPLE = 16  # one query chunk of the scan kernel: it runs them together
 _AUTO_SCAN_SHARE = 8  # ... over an eighth of the codes (more than the cache holds): the cost of two lone scans
 _AUTO_LOAD_ROWS = 4096  # codes the scan is loaded (or compiled) on before it is timed
+_AUTO_ESTIMATE_ROWS = 16_384  # codes a few queries' k-th distances are estimated over, at most
+_AUTO_ESTIMATE_MARGIN = 4  # ... which must put MIH's probes this far over its budget
 _INDEX_FORMAT = "sortedhash.HammingNeighbors.index/1"
 
 
@@ -53,8 +55,10 @@ def _mih_cannot_win(index, kth, budget):
     Wide codes with many neighbours need millions (384 bits, k = 1,000, 1M codes: the k-th
     distance ~150, 19 tables of 20 bits, 2.6M probes against a budget of 25,000), and timing
     MIH there cost the search ~10 %."""
-    over = sum(probe_count(index, int(d)) > budget for d in kth)
-    return 2 * over > len(kth)
+    # The probes grow with the distance: most queries are over budget when the one at the
+    # majority's edge is.
+    edge = np.sort(kth)[len(kth) - len(kth) // 2 - 1]
+    return probe_count(index, int(edge)) > budget
 
 
 class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, VersionedMixin, BaseEstimator):
@@ -421,6 +425,16 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             return codes
 
         if n_queries <= _AUTO_SAMPLE:
+            # Too few to time both ways: MIH, unless their k-th distances, estimated over the
+            # first codes, show it overrunning by far (it then costs its budget and a lone
+            # scan: 384-bit codes, k = 1,000, one query a call ran at half the scan's speed).
+            # The estimate takes the second nearest of 2 N / k codes, and is skipped where
+            # that is too many to be cheap beside a search MIH wins (few neighbours).
+            rows = 2 * -(-self.n_samples_fit_ // k)
+            if rows <= _AUTO_ESTIMATE_ROWS:
+                kth = kth_over_first_rows(self._index, query_words, rows, -(-k * rows // self.n_samples_fit_))
+                if _mih_cannot_win(self._mih, kth, _AUTO_ESTIMATE_MARGIN * budget):
+                    return by_scan(slice(None), self._threads)
             return by_mih(slice(None), self._threads)
         # The samples run on one thread each, so the costs compare whatever n_jobs. The scan
         # runs its queries 16 at a time (one vector), so one or two queries alone cost it

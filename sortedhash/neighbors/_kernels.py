@@ -32,7 +32,7 @@ from numba.extending import intrinsic
 from ._jit import njit
 from ._lanes import LANES, MASK_ROWS, MAX_WORDS, SCAN_ROWS, WIDEST, scan_hits
 
-__all__ = ["pack_words", "knn_search", "radius_search"]
+__all__ = ["pack_words", "knn_search", "kth_over_first_rows", "radius_search"]
 
 _DB_BLOCK = 2048  # rows per block: the block of words stays in L1/L2 across a query chunk
 _NARROW_BLOCK = 512  # rows per block for codes of up to two words (see _block_rows)
@@ -567,6 +567,28 @@ def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf
                         _count(j, d, row, k, thresh, below, hist, skip)
                     else:
                         _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip)
+
+
+@njit(nogil=True)
+def _kth_over_first_rows(db, queries, rows, rank, out):
+    n_words = db.shape[0]
+    hist = np.zeros(64 * n_words + 1, dtype=np.int64)
+    for q in range(queries.shape[0]):
+        hist[:] = 0
+        for r in range(rows):
+            d = 0
+            for w in range(n_words):
+                d += _popcount(queries[q, w] ^ db[w, r])
+            hist[d] += 1
+        out[q] = _kth(hist, rank)
+
+
+def kth_over_first_rows(db_words, query_words, rows, rank):
+    """Each query's ``rank``-th smallest distance (1-based) to the first ``rows`` rows of
+    ``db_words``: a quick estimate of its k-th distance over all of them, for rank ~ k rows / N."""
+    out = np.empty(len(query_words), dtype=np.int64)
+    _kth_over_first_rows(db_words, np.ascontiguousarray(query_words), rows, rank, out)
+    return out
 
 
 def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, lanes=None):

@@ -21,6 +21,7 @@ Checking that needs its substring distances, which sum to its full distance, so 
 costs no memory and little time.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -57,10 +58,15 @@ SCAN_CODES_PER_WORK = 80
 
 def probe_count(index, radius):
     """Buckets a radius query probes (the tables are walked whole when that is cheaper)."""
+    return _probe_count(tuple(int(length) for length in index.lengths), radius // index.n_substrings)
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe_count(lengths, rounds):
     total = 0
-    for length in index.lengths:
-        rounds = min(radius // index.n_substrings, length)
-        total += min(sum(math.comb(int(length), s) for s in range(rounds + 1)), (rounds + 1) << int(length))
+    for length in lengths:
+        r = min(rounds, length)
+        total += min(sum(math.comb(length, s) for s in range(r + 1)), (r + 1) << length)
     return total
 
 
@@ -464,11 +470,14 @@ def _knn(db, queries, k, index_arrays, binomials, exclude, budget, out_dist, out
             work[q] = -1  # over budget: the caller scans instead
 
 
+@functools.lru_cache(maxsize=None)
 def _binomials(n):
+    """C(a, b) for a, b <= n (read-only; kept: building it took ~30 us, half a one-query search)."""
     table = np.zeros((n + 1, n + 1), dtype=np.int64)
     for a in range(n + 1):
         for b in range(a + 1):
             table[a, b] = math.comb(a, b)
+    table.flags.writeable = False
     return table
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from sortedhash import HammingNeighbors
 from sortedhash.neighbors._hamming import _mih_cannot_win
-from sortedhash.neighbors._kernels import pack_words
+from sortedhash.neighbors._kernels import kth_over_first_rows, pack_words
 from sortedhash.neighbors import _mih
 from sortedhash.neighbors._mih import auto_n_substrings, build_multi_index, extend_multi_index, mih_knn
 
@@ -183,9 +183,46 @@ def test_auto_does_not_time_mih_where_its_probes_alone_would_overrun(monkeypatch
     queries = _database("uniform", 40, 32, rng)
     auto = HammingNeighbors(n_neighbors=200).fit(db)
     assert auto.n_substrings_ == 16
-    result = auto.kneighbors(queries)
+    brute = HammingNeighbors(n_neighbors=200, algorithm="brute").fit(db)
+    _assert_same(auto.kneighbors(queries), brute.kneighbors(queries))
+    # A few queries, too few to time: their k-th distances are estimated over the first codes.
+    _assert_same(auto.kneighbors(queries[:3]), brute.kneighbors(queries[:3]))
     assert routed == []
-    _assert_same(result, HammingNeighbors(n_neighbors=200, algorithm="brute").fit(db).kneighbors(queries))
+
+
+def test_auto_sends_a_few_queries_through_mih_where_it_can_win(monkeypatch):
+    # Near copies of 2,000 codes, k = 10: every query's neighbours are a few bits away, though
+    # the nearest of the first few hundred codes is ~20 bits away. Too few neighbours to
+    # estimate their distance from a small share of the codes, so the queries go to MIH.
+    import sortedhash.neighbors._hamming as hamming
+
+    routed = []
+    mih_knn = hamming.mih_knn
+
+    def counting_mih_knn(*args, **kwargs):
+        routed.append(len(args[2]))
+        return mih_knn(*args, **kwargs)
+
+    monkeypatch.setattr(hamming, "mih_knn", counting_mih_knn)
+    rng = np.random.default_rng(8)
+    base = _database("uniform", 2000, 8, rng)
+    db = base[rng.integers(0, len(base), 2**17 + 100)] ^ np.packbits(
+        rng.random((2**17 + 100, 64)) < 0.02, axis=1, bitorder="little")
+    queries = base[:3]
+    auto = HammingNeighbors(n_neighbors=10).fit(db)
+    _assert_same(auto.kneighbors(queries), _reference(queries, db, 10))
+    assert routed == [3]
+
+
+def test_kth_over_first_rows_is_the_rank_th_distance_among_them():
+    rng = np.random.default_rng(9)
+    db = _database("uniform", 3000, 24, rng)
+    queries = _database("uniform", 5, 24, rng)
+    d = np.bitwise_count(queries[:, None, :] ^ db[None, :700, :]).sum(-1)
+    for rank in (1, 7, 700):
+        expected = np.sort(d, axis=1)[:, rank - 1]
+        got = kth_over_first_rows(pack_words(db), pack_words(queries).T, 700, rank)
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_mih_cannot_win_when_most_queries_would_probe_past_the_budget():
