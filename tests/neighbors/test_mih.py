@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+import sortedhash.neighbors._hamming as hamming
 from sortedhash import HammingNeighbors
-from sortedhash.neighbors._hamming import _mih_cannot_win
 from sortedhash.neighbors._kernels import kth_over_first_rows, pack_words
 from sortedhash.neighbors import _mih
 from sortedhash.neighbors._mih import auto_n_substrings, build_multi_index, extend_multi_index, mih_knn
@@ -38,6 +38,19 @@ def _assert_same(a, b):
                 np.testing.assert_array_equal(u, v)
         else:
             np.testing.assert_array_equal(x, y)
+
+
+def _count_mih_queries(monkeypatch):
+    """Spy on HammingNeighbors' calls of MIH: the list of each call's number of queries."""
+    routed = []
+    mih_knn = hamming.mih_knn
+
+    def counting_mih_knn(*args, **kwargs):
+        routed.append(len(args[2]))
+        return mih_knn(*args, **kwargs)
+
+    monkeypatch.setattr(hamming, "mih_knn", counting_mih_knn)
+    return routed
 
 
 @pytest.mark.parametrize("n_bytes", [1, 2, 3, 8, 16, 32, 64])
@@ -131,8 +144,7 @@ def test_auto_scans_the_rest_when_most_sampled_mih_queries_overrun_their_budget(
     # Uniform codes: MIH must probe thousands of buckets, so sampled queries overrun their
     # budget, and auto must scan the rest even when its (sub-millisecond) timings say that MIH
     # is faster.
-    import sortedhash.neighbors._hamming as hamming
-
+    
     routed = {"mih": 0, "overrun": 0}
     mih_knn = hamming.mih_knn
 
@@ -166,16 +178,7 @@ def test_auto_does_not_time_mih_where_its_probes_alone_would_overrun(monkeypatch
     # bucket within 6 bits in each of 16 tables of 16 bits (~240,000 probes, the budget
     # ~3,300). The scanned queries' k-th distances show it (exactly over codes the cache
     # holds, estimated from an eighth of them otherwise), and no query goes through MIH.
-    import sortedhash.neighbors._hamming as hamming
-
-    routed = []
-    mih_knn = hamming.mih_knn
-
-    def counting_mih_knn(*args, **kwargs):
-        routed.append(len(args[2]))
-        return mih_knn(*args, **kwargs)
-
-    monkeypatch.setattr(hamming, "mih_knn", counting_mih_knn)
+    routed = _count_mih_queries(monkeypatch)
     if not cached:
         monkeypatch.setattr(hamming, "_CACHED_DB_BYTES", 2**19)
     rng = np.random.default_rng(6)
@@ -194,16 +197,7 @@ def test_auto_sends_a_few_queries_through_mih_where_it_can_win(monkeypatch):
     # Near copies of 2,000 codes, k = 10: every query's neighbours are a few bits away, though
     # the nearest of the first few hundred codes is ~20 bits away. Too few neighbours to
     # estimate their distance from a small share of the codes, so the queries go to MIH.
-    import sortedhash.neighbors._hamming as hamming
-
-    routed = []
-    mih_knn = hamming.mih_knn
-
-    def counting_mih_knn(*args, **kwargs):
-        routed.append(len(args[2]))
-        return mih_knn(*args, **kwargs)
-
-    monkeypatch.setattr(hamming, "mih_knn", counting_mih_knn)
+    routed = _count_mih_queries(monkeypatch)
     rng = np.random.default_rng(8)
     base = _database("uniform", 2000, 8, rng)
     db = base[rng.integers(0, len(base), 2**17 + 100)] ^ np.packbits(
@@ -230,9 +224,9 @@ def test_mih_cannot_win_when_most_queries_would_probe_past_the_budget():
     # 4 tables of 16 bits: a k-th distance of 7 takes rounds 0-1 (17 probes a table), of 20
     # rounds 0-5 (6,885 a table).
     assert _mih.probe_count(index, 7) == 68 and _mih.probe_count(index, 20) == 27_540
-    assert _mih_cannot_win(index, np.array([20, 20, 7]), 1000)
-    assert not _mih_cannot_win(index, np.array([20, 7, 7]), 1000)
-    assert not _mih_cannot_win(index, np.array([20, 20, 20]), 30_000)
+    assert hamming._mih_cannot_win(index, np.array([20, 20, 7]), 1000)
+    assert not hamming._mih_cannot_win(index, np.array([20, 7, 7]), 1000)
+    assert not hamming._mih_cannot_win(index, np.array([20, 20, 20]), 30_000)
 
 
 def test_auto_times_the_scan_on_its_first_queries_over_codes_the_cache_holds(monkeypatch):
@@ -240,8 +234,7 @@ def test_auto_times_the_scan_on_its_first_queries_over_codes_the_cache_holds(mon
     # (timed, and their results kept), the next ones go through MIH, and nothing is scanned
     # twice; scaled up from a share of the codes, the scan's selection was counted several
     # times over (k = 100 on 1M codes read at half the scan's speed).
-    import sortedhash.neighbors._hamming as hamming
-
+    
     calls = []
     knn_search, mih_knn = hamming.knn_search, hamming.mih_knn
 
@@ -274,15 +267,6 @@ def test_auto_does_not_judge_mih_on_its_first_batch_alone(monkeypatch):
     # The first MIH batch runs on caches the scan has just streamed the codes through and can
     # be several times slower a query than the next ones: it alone must not send the rest to
     # the scan, and once more batches are timed it is left out.
-    import sortedhash.neighbors._hamming as hamming
-
-    routed = []
-    mih_knn = hamming.mih_knn
-
-    def counting_mih_knn(*args, **kwargs):
-        routed.append(len(args[2]))
-        return mih_knn(*args, **kwargs)
-
     rng = np.random.default_rng(5)
     # Ten near copies of each of 13,118 random codes: every query's ten neighbours are a few
     # bits away and the buckets small, so no MIH query overruns its budget.
@@ -292,7 +276,7 @@ def test_auto_does_not_judge_mih_on_its_first_batch_alone(monkeypatch):
     queries = base[rng.integers(0, len(base), 400)]
     auto = HammingNeighbors(n_neighbors=10).fit(db)
     auto.kneighbors(queries[:20])  # loads or compiles everything
-    monkeypatch.setattr(hamming, "mih_knn", counting_mih_knn)
+    routed = _count_mih_queries(monkeypatch)
     # Clock readings, two a timed span: the scan's group 1 s a query, the first MIH batch
     # 2 s a query (alone it would lose), the second 0.5 s a query.
     readings = iter([0.0, 16.0, 16.0, 48.0, 48.0, 56.0])
