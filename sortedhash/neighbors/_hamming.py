@@ -386,6 +386,19 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             return dist, ind
         return self._auto_knn(query_words, k, exclude)
 
+    def _few_queries_overrun_mih(self, query_words, k, budget):
+        """Whether MIH would overrun its budget by far for most of these queries, judged by
+        their k-th distances estimated as the second nearest of the first 2N / k codes.
+        Overrunning, a query costs its budget and a lone scan (384-bit codes, k = 1,000: one
+        query a call ran at half the scan's speed). With few neighbours (over
+        ``_AUTO_ESTIMATE_ROWS`` codes to read) no estimate is made: a small share of the codes
+        cannot tell their distance, and MIH, which wins there, would pay for it."""
+        rows = 2 * -(-self.n_samples_fit_ // k)
+        if rows > _AUTO_ESTIMATE_ROWS:
+            return False
+        kth = kth_over_first_rows(self._index, query_words, rows, -(-k * rows // self.n_samples_fit_))
+        return _mih_cannot_win(self._mih, kth, _AUTO_ESTIMATE_MARGIN * budget)
+
     def _auto_knn(self, query_words, k, exclude):
         """MIH where it is faster than the scan, the scan elsewhere (same results).
 
@@ -396,7 +409,8 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         take the faster way (the scan when most sampled MIH queries overran): the overhead
         is at most two scans' worth when MIH wins, and the sample's MIH work when it loses.
         The MIH sample is skipped when the scanned queries' k-th distances show that MIH
-        would overrun anyway (:func:`_mih_cannot_win`).
+        would overrun anyway (:func:`_mih_cannot_win`). Up to 16 queries go to MIH, or to
+        the scan when :meth:`_few_queries_overrun_mih`.
         """
         n_queries = len(query_words)
         if exclude is None:
@@ -424,17 +438,9 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             codes.flags.writeable = codes.flags.writeable and self._index.flags.writeable
             return codes
 
-        if n_queries <= _AUTO_SAMPLE:
-            # Too few to time both ways: MIH, unless their k-th distances, estimated over the
-            # first codes, show it overrunning by far (it then costs its budget and a lone
-            # scan: 384-bit codes, k = 1,000, one query a call ran at half the scan's speed).
-            # The estimate takes the second nearest of 2 N / k codes, and is skipped where
-            # that is too many to be cheap beside a search MIH wins (few neighbours).
-            rows = 2 * -(-self.n_samples_fit_ // k)
-            if rows <= _AUTO_ESTIMATE_ROWS:
-                kth = kth_over_first_rows(self._index, query_words, rows, -(-k * rows // self.n_samples_fit_))
-                if _mih_cannot_win(self._mih, kth, _AUTO_ESTIMATE_MARGIN * budget):
-                    return by_scan(slice(None), self._threads)
+        if n_queries <= _AUTO_SAMPLE:  # too few to time both ways
+            if self._few_queries_overrun_mih(query_words, k, budget):
+                return by_scan(slice(None), self._threads)
             return by_mih(slice(None), self._threads)
         # The samples run on one thread each, so the costs compare whatever n_jobs. The scan
         # runs its queries 16 at a time (one vector), so one or two queries alone cost it
