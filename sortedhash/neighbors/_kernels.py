@@ -30,7 +30,7 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from ._jit import njit
-from ._lanes import LANES, MASK_ROWS, MAX_WORDS, SCAN_ROWS, WIDEST, scan_hits
+from ._lanes import LANES, MASK_ROWS, MAX_WORDS, SCAN_ROWS, WIDEST, scan_hits, scan_masks
 
 __all__ = ["pack_words", "knn_search", "kth_over_first_rows", "radius_search"]
 
@@ -484,11 +484,12 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
                 _start_from_sample(min(LANES, n_queries - (g0 + g) * LANES), n_bits, thresh[g])
             below[:] = 0
             hist[:] = 0
+        dense = np.zeros(ng, dtype=np.bool_)  # each group's way of scanning, carried from block to block
         for r0 in range(0, scanned, block):
             r1 = min(r0 + block, scanned)
             for g in range(ng):
-                _scan_lane_group(db, r0, r1, k, lanes[g], thresh[g], below[g], size[g], hist[g], buf_d[g],
-                                 buf_i[g], skip[g], hit_rows, hit_masks)
+                dense[g] = _scan_lane_group(db, r0, r1, k, lanes[g], thresh[g], below[g], size[g], hist[g],
+                                            buf_d[g], buf_i[g], skip[g], hit_rows, hit_masks, False, dense[g])
         for g in range(ng):
             nq = min(LANES, n_queries - (g0 + g) * LANES)
             _scan_lane_tail(db, scanned, k, nq, lanes[g], thresh[g], below[g], size[g], hist[g], buf_d[g],
@@ -543,14 +544,26 @@ def _scan_lane_tail(db, scanned, k, nq, lanes, thresh, below, size, hist, buf_d,
 
 @njit(nogil=True, inline="always")
 def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf_i, skip, hit_rows, hit_masks,
-                     count_only=False):
+                     count_only=False, dense=False):
     """One group of sixteen queries over rows ``[r0, r1)`` (whole steps); with
-    ``count_only``, the rows are counted, not kept (:func:`_count`)."""
+    ``count_only``, the rows are counted, not kept (:func:`_count`). ``dense``: start with
+    :func:`~._lanes.scan_masks`; returns whether the last rows were scanned that way.
+
+    Each call of the scan runs until ``len(hit_rows)`` steps hit; the next runs as
+    ``scan_masks`` when more than ``1 / (2 (n_words + 1))`` of this one's steps hit (then a
+    step's recomputation costs more than a compare a row), else as ``scan_hits``. Measured
+    against ``scan_hits`` alone (1M random codes, one thread): 384 bits k = 1,000 +19 %,
+    128 bits k = 1,000 +17 %, 64 and 384 bits k = 100 and 10M x 128 bits k = 1,000 even."""
     n_words = db.shape[0]
     r = r0
     while r < r1:
-        n_hits = scan_hits(db, r, r1, lanes, thresh, n_words, hit_rows, hit_masks)
-        r = hit_rows[n_hits - 1] + SCAN_ROWS if n_hits == hit_rows.shape[0] else r1
+        if dense:
+            n_hits = scan_masks(db, r, r1, lanes, thresh, n_words, hit_rows, hit_masks)
+        else:
+            n_hits = scan_hits(db, r, r1, lanes, thresh, n_words, hit_rows, hit_masks)
+        stop = hit_rows[n_hits - 1] + SCAN_ROWS if n_hits == hit_rows.shape[0] else r1
+        dense = 2 * n_hits * (n_words + 1) * SCAN_ROWS > stop - r
+        r = stop
         for h in range(n_hits):
             for m in range(SCAN_ROWS // MASK_ROWS):
                 mask = hit_masks[h, m]
@@ -567,6 +580,7 @@ def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf
                         _count(j, d, row, k, thresh, below, hist, skip)
                     else:
                         _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip)
+    return dense
 
 
 @njit(nogil=True)

@@ -141,14 +141,17 @@ def test_thresholds_are_sampled_for_many_neighbours_in_large_databases():
 
 
 @njit
-def _noted_steps(db, start, stop, queries, thresh, capacity):
-    """Every step scan_hits notes over [start, stop), resuming as the kernel does."""
+def _noted_steps(db, start, stop, queries, thresh, capacity, dense):
+    """Every step scan_hits (or scan_masks) notes over [start, stop), resuming as the kernel does."""
     hit_rows = np.empty(capacity, dtype=np.int64)
     hit_masks = np.empty((capacity, _lanes.SCAN_ROWS // _lanes.MASK_ROWS), dtype=np.uint64)
     rows, masks = [], []
     r = start
     while r < stop:
-        n = _lanes.scan_hits(db, r, stop, queries, thresh, db.shape[0], hit_rows, hit_masks)
+        if dense:
+            n = _lanes.scan_masks(db, r, stop, queries, thresh, db.shape[0], hit_rows, hit_masks)
+        else:
+            n = _lanes.scan_hits(db, r, stop, queries, thresh, db.shape[0], hit_rows, hit_masks)
         for h in range(n):
             rows.append(hit_rows[h])
             masks.append(hit_masks[h].copy())
@@ -158,9 +161,12 @@ def _noted_steps(db, start, stop, queries, thresh, capacity):
 
 @pytest.mark.parametrize("n_words", [1, 2, 5, 8])
 @pytest.mark.parametrize("capacity", [1, 3, 64])
-def test_scan_notes_every_step_with_a_row_under_a_threshold(n_words, capacity):
+@pytest.mark.parametrize("dense", [False, True])
+def test_scan_notes_every_step_with_a_row_under_a_threshold(n_words, capacity, dense):
     # The scan's only output: which steps hold a (row, lane) under the lane's threshold and
-    # the bit mask of those pairs, against numpy; full buffers make the caller resume.
+    # the bit mask of those pairs, against numpy; full buffers make the caller resume. Both
+    # ways of scanning (a minimum a step and a recomputation of the steps that hit, or the
+    # masks of every step) give the same.
     rng = np.random.default_rng(n_words)
     steps = 40
     db = _codes(rng, steps * _lanes.SCAN_ROWS, 8 * n_words)
@@ -170,7 +176,7 @@ def test_scan_notes_every_step_with_a_row_under_a_threshold(n_words, capacity):
     thresh[3] = 0  # a lane with nothing under its threshold
     lanes = np.ascontiguousarray(pack_words(queries))  # (words, LANES): a query a lane
     start = 2 * _lanes.SCAN_ROWS
-    rows, masks = _noted_steps(pack_words(db), start, len(db), lanes, thresh, capacity)
+    rows, masks = _noted_steps(pack_words(db), start, len(db), lanes, thresh, capacity, dense)
     below = (full < thresh[:, None]).T.reshape(steps, _lanes.SCAN_ROWS, _lanes.LANES)[2:]  # step, row, lane
     expected_rows = start + _lanes.SCAN_ROWS * np.flatnonzero(below.any(axis=(1, 2)))
     assert len(expected_rows) > 3  # the buffers fill (capacity 1 and 3)
@@ -179,6 +185,45 @@ def test_scan_notes_every_step_with_a_row_under_a_threshold(n_words, capacity):
         step = below[(r - start) // _lanes.SCAN_ROWS].reshape(-1, _lanes.MASK_ROWS * _lanes.LANES)
         expected = (step.astype(np.uint64) << np.arange(step.shape[1], dtype=np.uint64)).sum(axis=1)
         np.testing.assert_array_equal(mask, expected)
+
+
+@pytest.mark.parametrize("n_words", [1, 6])
+def test_lane_scan_turns_to_computing_every_steps_masks_while_steps_often_hit(n_words):
+    # A group scanned with thresholds that every row is under (each step hits; k = all rows,
+    # so they never tighten) ends scanning every step's masks; with thresholds no row is
+    # under, scanning minima.
+    rng = np.random.default_rng(n_words)
+    n = 40 * _lanes.SCAN_ROWS
+    db = pack_words(_codes(rng, n, 8 * n_words))
+    lanes = np.ascontiguousarray(pack_words(_codes(rng, _lanes.LANES, 8 * n_words)))
+    k, n_bits = n, 64 * n_words
+    for limit, dense in [(n_bits + 1, True), (0, False)]:
+        for start_dense in (False, True):
+            thresh = np.full(_lanes.LANES, limit, dtype=np.int64)
+            size = np.zeros(_lanes.LANES, dtype=np.int64)
+            below = np.zeros(_lanes.LANES, dtype=np.int64)
+            hist = np.zeros((_lanes.LANES, n_bits + 1), dtype=np.int64)
+            buf = np.empty((_lanes.LANES, _kernels._lane_capacity(k)), dtype=np.int64)
+            skip = np.full(_lanes.LANES, -1, dtype=np.int64)
+            hit_rows = np.empty(8, dtype=np.int64)
+            hit_masks = np.empty((8, _lanes.SCAN_ROWS // _lanes.MASK_ROWS), dtype=np.uint64)
+            assert _kernels._scan_lane_group(db, 0, n, k, lanes, thresh, below, size, hist, buf, buf.copy(),
+                                             skip, hit_rows, hit_masks, False, start_dense) == dense
+
+
+@pytest.mark.parametrize("n_bytes", [8, 48])
+def test_lane_kernel_gives_the_stable_sort_where_most_rows_enter_a_top_k(n_bytes):
+    # k a sixth of the rows: most steps hold a row under some threshold, so the scan computes
+    # every step's masks for much of the way (and minima where the hits thin out).
+    rng = np.random.default_rng(n_bytes)
+    n = 3 * _kernels._LANE_BLOCK_WORDS // (n_bytes // 8) + 57
+    db = _codes(rng, n, n_bytes, 500)
+    queries = np.concatenate([_codes(rng, 20, n_bytes), db[rng.integers(0, n, 12)]])
+    k = n // 6
+    dist, idx = knn_search(pack_words(db), pack_words(queries).T, k, 8 * n_bytes, lanes=True)
+    expected_dist, expected_idx = _stable_top_k(queries, db, k)
+    np.testing.assert_array_equal(idx, expected_idx)
+    np.testing.assert_array_equal(dist, expected_dist)
 
 
 def test_lane_kernel_refuses_codes_over_eight_words():
