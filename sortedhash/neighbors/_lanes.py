@@ -53,6 +53,7 @@ _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _VECTOR = ir.VectorType(_I64, LANES)
 _HALVES = ir.VectorType(_I32, 2 * LANES)  # the same bits as 32-bit halves
+_ZERO = ir.Constant(_I64, 0)
 
 
 def _check(db, queries, thresh, n_words):
@@ -180,6 +181,51 @@ def _row_masks(builder, gen, lanes, limit, r, hit_masks, n):
     return any_bits
 
 
+class _StepLoop:
+    """The loop :func:`scan_hits` and :func:`scan_masks` share: steps ``r = start, start +
+    SCAN_ROWS, ...`` before ``stop``, with ``n`` the steps noted so far (both phis), the
+    lanes' queries and thresholds, the output arrays, and the rows asked for ahead."""
+
+    def __init__(self, context, builder, signature, args, n_words, name):
+        self.builder = builder
+        self.gen = _Codegen(context, builder, signature, args, n_words)
+        self.lanes = self.gen.load_lanes(context.make_array(signature.args[3])(context, builder, args[3]))
+        self.limit = _thresholds(context, builder, signature.args[4], args[4])
+        rows_array = context.make_array(signature.args[6])(context, builder, args[6])
+        self.rows = rows_array.data
+        self.capacity = cgutils.unpack_tuple(builder, rows_array.shape, 1)[0]
+        self.masks = context.make_array(signature.args[7])(context, builder, args[7]).data
+        self.stop = args[2]
+        self.before, self.loop, self.done, self.r = _open_loop(builder, args[1], self.stop, name)
+        self.n = builder.phi(_I64)
+        self.n.add_incoming(_ZERO, self.before)
+        # A group alone streams its rows from memory: ask for them a few steps ahead.
+        for line in range(0, SCAN_ROWS, 8):  # a 64-byte line holds 8 rows of a word
+            self.gen.prefetch(builder.add(self.r, ir.Constant(_I64, PREFETCH_ROWS + line)))
+
+    def note_masks(self):
+        """Write this step's masks and first row at slot ``n``; returns the masks ORed."""
+        any_bits = _row_masks(self.builder, self.gen, self.lanes, self.limit, self.r, self.masks, self.n)
+        self.builder.store(self.r, self.builder.gep(self.rows, [self.n]))
+        return any_bits
+
+    def close(self, count):
+        """Go on to the next step with ``count`` steps noted, unless the rows end or the
+        buffer is full; returns the count noted (zero when there was no step)."""
+        b = self.builder
+        step = b.add(self.r, ir.Constant(_I64, SCAN_ROWS))
+        go_on = b.and_(b.icmp_signed("<", step, self.stop), b.icmp_signed("<", count, self.capacity))
+        last = b.basic_block
+        self.r.add_incoming(step, last)
+        self.n.add_incoming(count, last)
+        b.cbranch(go_on, self.loop, self.done)
+        b.position_at_end(self.done)
+        result = b.phi(_I64)
+        result.add_incoming(_ZERO, self.before)
+        result.add_incoming(count, last)
+        return result
+
+
 def _hits_signature(db, queries, thresh, n_words, hit_rows, hit_masks):
     """Typing checks and signature of :func:`scan_hits` and :func:`scan_masks`."""
     _check(db, queries, thresh, n_words)
@@ -209,21 +255,8 @@ def scan_hits(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hi
     sig = _hits_signature(db, queries, thresh, n_words, hit_rows, hit_masks)
 
     def emit(context, builder, signature, args, n_words):
-        gen = _Codegen(context, builder, signature, args, n_words)
-        lanes = gen.load_lanes(context.make_array(signature.args[3])(context, builder, args[3]))
-        limit = _thresholds(context, builder, signature.args[4], args[4])
-        rows_array = context.make_array(signature.args[6])(context, builder, args[6])
-        rows = rows_array.data
-        capacity = cgutils.unpack_tuple(builder, rows_array.shape, 1)[0]
-        masks = context.make_array(signature.args[7])(context, builder, args[7]).data
-        start, stop = args[1], args[2]
-        zero = ir.Constant(_I64, 0)
-        before, loop, done, r = _open_loop(builder, start, stop, "hits")
-        n = builder.phi(_I64)
-        n.add_incoming(zero, before)
-        # A group alone streams its rows from memory: ask for them a few steps ahead.
-        for line in range(0, SCAN_ROWS, 8):  # a 64-byte line holds 8 rows of a word
-            gen.prefetch(builder.add(r, ir.Constant(_I64, PREFETCH_ROWS + line)))
+        steps = _StepLoop(context, builder, signature, args, n_words, "hits")
+        gen, lanes, limit, r, n = steps.gen, steps.lanes, steps.limit, steps.r, steps.n
         # The minimum is taken over 32-bit halves: a distance (< 2**31) leaves the high half
         # of its lane zero, so the halves' minimum is the lanes' minimum, and a 32-bit
         # minimum (vpminsd: one cycle) keeps up with the popcount where the 64-bit one
@@ -233,15 +266,14 @@ def scan_hits(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hi
             d = builder.bitcast(gen.distances(lanes, builder.add(r, ir.Constant(_I64, i))), _HALVES)
             lowest = d if lowest is None else builder.select(builder.icmp_signed("<", d, lowest), d, lowest)
         lowest = builder.bitcast(lowest, _VECTOR)
-        below = builder.icmp_unsigned("!=", _lane_bits(builder, builder.icmp_signed("<", lowest, limit)), zero)
+        below = builder.icmp_unsigned("!=", _lane_bits(builder, builder.icmp_signed("<", lowest, limit)), _ZERO)
         scanned = builder.basic_block
         hit = builder.append_basic_block("lanes.hits.note")
         step_done = builder.append_basic_block("lanes.hits.next")
         builder.cbranch(below, hit, step_done).set_weights([1, 15])  # most steps hold no row below
 
         builder.position_at_end(hit)
-        _row_masks(builder, gen, lanes, limit, r, masks, n)
-        builder.store(r, builder.gep(rows, [n]))
+        steps.note_masks()
         noted = builder.add(n, ir.Constant(_I64, 1))
         builder.branch(step_done)
 
@@ -249,18 +281,7 @@ def scan_hits(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hi
         count = builder.phi(_I64)
         count.add_incoming(n, scanned)
         count.add_incoming(noted, hit)
-        step = builder.add(r, ir.Constant(_I64, SCAN_ROWS))
-        go_on = builder.and_(builder.icmp_signed("<", step, stop), builder.icmp_signed("<", count, capacity))
-        last = builder.basic_block
-        r.add_incoming(step, last)
-        n.add_incoming(count, last)
-        builder.cbranch(go_on, loop, done)
-
-        builder.position_at_end(done)
-        result = builder.phi(_I64)
-        result.add_incoming(zero, before)
-        result.add_incoming(count, last)
-        return result
+        return steps.close(count)
 
     return sig, _per_width(emit, 5)
 
@@ -276,35 +297,9 @@ def scan_masks(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, h
     sig = _hits_signature(db, queries, thresh, n_words, hit_rows, hit_masks)
 
     def emit(context, builder, signature, args, n_words):
-        gen = _Codegen(context, builder, signature, args, n_words)
-        lanes = gen.load_lanes(context.make_array(signature.args[3])(context, builder, args[3]))
-        limit = _thresholds(context, builder, signature.args[4], args[4])
-        rows_array = context.make_array(signature.args[6])(context, builder, args[6])
-        rows = rows_array.data
-        capacity = cgutils.unpack_tuple(builder, rows_array.shape, 1)[0]
-        masks = context.make_array(signature.args[7])(context, builder, args[7]).data
-        start, stop = args[1], args[2]
-        zero = ir.Constant(_I64, 0)
-        before, loop, done, r = _open_loop(builder, start, stop, "masks")
-        n = builder.phi(_I64)
-        n.add_incoming(zero, before)
-        for line in range(0, SCAN_ROWS, 8):  # as scan_hits
-            gen.prefetch(builder.add(r, ir.Constant(_I64, PREFETCH_ROWS + line)))
-        any_bits = _row_masks(builder, gen, lanes, limit, r, masks, n)
-        builder.store(r, builder.gep(rows, [n]))
-        count = builder.add(n, builder.zext(builder.icmp_unsigned("!=", any_bits, zero), _I64))
-        step = builder.add(r, ir.Constant(_I64, SCAN_ROWS))
-        go_on = builder.and_(builder.icmp_signed("<", step, stop), builder.icmp_signed("<", count, capacity))
-        last = builder.basic_block
-        r.add_incoming(step, last)
-        n.add_incoming(count, last)
-        builder.cbranch(go_on, loop, done)
-
-        builder.position_at_end(done)
-        result = builder.phi(_I64)
-        result.add_incoming(zero, before)
-        result.add_incoming(count, last)
-        return result
+        steps = _StepLoop(context, builder, signature, args, n_words, "masks")
+        some = builder.icmp_unsigned("!=", steps.note_masks(), _ZERO)
+        return steps.close(builder.add(steps.n, builder.zext(some, _I64)))
 
     return sig, _per_width(emit, 5)
 
