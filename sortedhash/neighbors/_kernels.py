@@ -551,9 +551,10 @@ def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf
 
     Each call of the scan runs until ``len(hit_rows)`` steps hit; the next runs as
     ``scan_masks`` when more than ``1 / (2 (n_words + 1))`` of this one's steps hit (then a
-    step's recomputation costs more than a compare a row), else as ``scan_hits``. Measured
-    against ``scan_hits`` alone (1M random codes, one thread): 384 bits k = 1,000 +19 %,
-    128 bits k = 1,000 +17 %, 64 and 384 bits k = 100 and 10M x 128 bits k = 1,000 even."""
+    step's recomputation costs more than a compare a row), else as ``scan_hits``; the
+    caller carries the choice from block to block. Measured against ``scan_hits`` alone
+    (1M random codes, one thread): 384 bits k = 1,000 +27-32 %, 128 bits k = 1,000 +19 %;
+    64 bits k = 100 and 1,000, 384 bits k = 100 and 10M x 128 bits k = 1,000 even."""
     n_words = db.shape[0]
     r = r0
     while r < r1:
