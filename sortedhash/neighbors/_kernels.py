@@ -586,15 +586,13 @@ def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf
 
 @njit(nogil=True)
 def _kth_over_first_rows(db, queries, rows, rank, out):
-    n_words = db.shape[0]
-    hist = np.zeros(64 * n_words + 1, dtype=np.int64)
+    hist = np.zeros(64 * db.shape[0] + 1, dtype=np.int64)
+    dist = np.empty(rows, dtype=np.int32)
     for q in range(queries.shape[0]):
+        _block_distances(db, queries[q], 0, rows, dist)
         hist[:] = 0
         for r in range(rows):
-            d = 0
-            for w in range(n_words):
-                d += _popcount(queries[q, w] ^ db[w, r])
-            hist[d] += 1
+            hist[dist[r]] += 1
         out[q] = _kth(hist, rank)
 
 
