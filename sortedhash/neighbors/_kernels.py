@@ -30,7 +30,7 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from ._jit import njit
-from ._lanes import LANES, MASK_ROWS, MAX_WORDS, SCAN_ROWS, WIDEST, scan_hits, scan_masks
+from ._lanes import LANES, MASK_ROWS, MAX_WORDS, SCAN_ROWS, WIDEST, rows_below, scan_hits, scan_masks
 
 __all__ = ["pack_words", "knn_search", "kth_over_first_rows", "radius_search"]
 
@@ -473,13 +473,14 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
         below = np.zeros((ng, LANES), dtype=np.int64)
         hist = np.zeros((ng, LANES, n_bits + 1), dtype=np.int64)
         hit_rows = np.empty(_HIT_STEPS, dtype=np.int64)
+        hit_lanes = np.empty(_HIT_STEPS, dtype=np.uint64)
         hit_masks = np.empty((_HIT_STEPS, SCAN_ROWS // MASK_ROWS), dtype=np.uint64)
         if sample_rank > 0:
             spacing, run = _sample_layout(scanned)
             for c in range(_SAMPLE_CHUNKS):
                 for g in range(ng):
                     _scan_lane_group(db, c * spacing, c * spacing + run, sample_rank, lanes[g], thresh[g], below[g],
-                                     size[g], hist[g], buf_d[g], buf_i[g], skip[g], hit_rows, hit_masks, True)
+                                     size[g], hist[g], buf_d[g], buf_i[g], skip[g], hit_rows, hit_lanes, hit_masks, True)
             for g in range(ng):
                 _start_from_sample(min(LANES, n_queries - (g0 + g) * LANES), n_bits, thresh[g])
             below[:] = 0
@@ -489,7 +490,7 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
             r1 = min(r0 + block, scanned)
             for g in range(ng):
                 dense[g] = _scan_lane_group(db, r0, r1, k, lanes[g], thresh[g], below[g], size[g], hist[g],
-                                            buf_d[g], buf_i[g], skip[g], hit_rows, hit_masks, False, dense[g])
+                                            buf_d[g], buf_i[g], skip[g], hit_rows, hit_lanes, hit_masks, False, dense[g])
         for g in range(ng):
             nq = min(LANES, n_queries - (g0 + g) * LANES)
             _scan_lane_tail(db, scanned, k, nq, lanes[g], thresh[g], below[g], size[g], hist[g], buf_d[g],
@@ -497,7 +498,7 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
             if sample_rank > 0 and _restart_short_lanes(k, n_bits, nq, thresh[g], below[g], size[g], hist[g]):
                 for r0 in range(0, scanned, block):
                     _scan_lane_group(db, r0, min(r0 + block, scanned), k, lanes[g], thresh[g], below[g], size[g],
-                                     hist[g], buf_d[g], buf_i[g], skip[g], hit_rows, hit_masks)
+                                     hist[g], buf_d[g], buf_i[g], skip[g], hit_rows, hit_lanes, hit_masks)
                 _scan_lane_tail(db, scanned, k, nq, lanes[g], thresh[g], below[g], size[g], hist[g], buf_d[g],
                                 buf_i[g], skip[g])
             for j in range(nq):
@@ -543,44 +544,64 @@ def _scan_lane_tail(db, scanned, k, nq, lanes, thresh, below, size, hist, buf_d,
 
 
 @njit(nogil=True, inline="always")
-def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf_i, skip, hit_rows, hit_masks,
-                     count_only=False, dense=False):
+def _take(db, lanes, j, row, k, thresh, below, size, hist, buf_d, buf_i, skip, count_only):
+    """Offer ``row`` to lane j's query (or only count it, :func:`_count`)."""
+    d = 0
+    for w in range(db.shape[0]):
+        d += _popcount(lanes[w, j] ^ db[w, row])
+    if count_only:
+        _count(j, d, row, k, thresh, below, hist, skip)
+    else:
+        _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip)
+
+
+@njit(nogil=True, inline="always")
+def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf_i, skip, hit_rows, hit_lanes,
+                     hit_masks, count_only=False, dense=False):
     """One group of sixteen queries over rows ``[r0, r1)`` (whole steps); with
     ``count_only``, the rows are counted, not kept (:func:`_count`). ``dense``: start with
     :func:`~._lanes.scan_masks`; returns whether the last rows were scanned that way.
 
     Each call of the scan runs until ``len(hit_rows)`` steps hit; the next runs as
-    ``scan_masks`` when more than ``1 / (2 (n_words + 1))`` of this one's steps hit (then a
-    step's recomputation costs more than a compare a row), else as ``scan_hits``; the
-    caller carries the choice from block to block. Measured against ``scan_hits`` alone
-    (1M random codes, one thread): 384 bits k = 1,000 +27-32 %, 128 bits k = 1,000 +19 %;
-    64 bits k = 100 and 1,000, 384 bits k = 100 and 10M x 128 bits k = 1,000 even."""
+    ``scan_masks`` when more than ``1 / (2 (n_words + 1))`` of this one's steps hit (then
+    finding a noted step's rows again costs more than a compare a row), else as
+    ``scan_hits``; the caller carries the choice from block to block. Measured against
+    ``scan_hits`` alone (1M random codes, one thread): 384 bits k = 1,000 +27-32 %, 128
+    bits k = 1,000 +19 %; 64 bits k = 100 and 1,000, 384 bits k = 100 and 10M x 128 bits
+    k = 1,000 even (with a ``scan_hits`` that noted the rows of a step, before the lanes)."""
     n_words = db.shape[0]
     r = r0
     while r < r1:
-        if dense:
+        masks = dense
+        if masks:
             n_hits = scan_masks(db, r, r1, lanes, thresh, n_words, hit_rows, hit_masks)
         else:
-            n_hits = scan_hits(db, r, r1, lanes, thresh, n_words, hit_rows, hit_masks)
+            n_hits = scan_hits(db, r, r1, lanes, thresh, n_words, hit_rows, hit_lanes)
         stop = hit_rows[n_hits - 1] + SCAN_ROWS if n_hits == hit_rows.shape[0] else r1
         dense = 2 * n_hits * (n_words + 1) * SCAN_ROWS > stop - r
         r = stop
         for h in range(n_hits):
-            for m in range(SCAN_ROWS // MASK_ROWS):
-                mask = hit_masks[h, m]
-                r4 = hit_rows[h] + m * MASK_ROWS
-                while mask != 0:  # rows in index order, lanes within a row
-                    bit = _trailing_zeros(mask)
-                    mask &= mask - np.uint64(1)
-                    row = r4 + bit // LANES
-                    j = bit % LANES
-                    d = 0
-                    for w in range(n_words):
-                        d += _popcount(lanes[w, j] ^ db[w, row])
-                    if count_only:
-                        _count(j, d, row, k, thresh, below, hist, skip)
-                    else:
-                        _offer(j, d, row, k, thresh, below, size, hist, buf_d, buf_i, skip)
+            if masks:
+                for m in range(SCAN_ROWS // MASK_ROWS):
+                    bits = hit_masks[h, m]
+                    r4 = hit_rows[h] + m * MASK_ROWS
+                    while bits != 0:  # rows in index order, lanes within a row
+                        bit = _trailing_zeros(bits)
+                        bits &= bits - np.uint64(1)
+                        _take(db, lanes, bit % LANES, r4 + bit // LANES, k, thresh, below, size, hist, buf_d,
+                              buf_i, skip, count_only)
+                continue
+            noted = hit_lanes[h]
+            while noted != 0:  # lanes in order, each lane's rows in index order
+                j = _trailing_zeros(noted)
+                noted &= noted - np.uint64(1)
+                # The lane's current threshold: rows under the call's alone would be refused.
+                rows = np.uint64(rows_below(db, hit_rows[h], lanes, j, thresh[j], n_words))
+                while rows != 0:
+                    i = _trailing_zeros(rows)
+                    rows &= rows - np.uint64(1)
+                    _take(db, lanes, j, hit_rows[h] + i, k, thresh, below, size, hist, buf_d, buf_i, skip,
+                          count_only)
     return dense
 
 

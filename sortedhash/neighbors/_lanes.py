@@ -4,8 +4,9 @@ numba vectorises loops over the rows of a block, one query at a time, and every 
 then costs a store and a minimum besides the XOR and the popcount. Here each database row
 is broadcast to all lanes and compared with sixteen queries at once, and the distances never
 leave the registers: a step over :data:`SCAN_ROWS` rows keeps only each lane's minimum and
-compares it with the lane's threshold; the rare steps with a row under a threshold are noted
-in a buffer, and the scan goes on. LLVM lowers the ``<16 x i64>`` vectors to the
+compares it with the lane's threshold; the steps with a row under a threshold are noted in a
+buffer (which lanes), and the scan goes on; :func:`rows_below` then finds a noted lane's rows.
+LLVM lowers the ``<16 x i64>`` vectors to the
 machine's registers (two 512-bit ones with AVX-512, four 256-bit ones with AVX2) and the
 popcount to ``vpopcntq`` where the CPU has it, a table lookup elsewhere.
 
@@ -24,13 +25,13 @@ from numba.core import cgutils, config
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-__all__ = ["LANES", "MASK_ROWS", "MAX_WORDS", "SCAN_ROWS", "WIDEST", "lane_popcount_pass", "scan_hits",
-           "scan_masks"]
+__all__ = ["LANES", "MASK_ROWS", "MAX_WORDS", "SCAN_ROWS", "WIDEST", "lane_popcount_pass", "rows_below",
+           "scan_hits", "scan_masks"]
 
 LANES = 16  # queries a vector group
 SCAN_ROWS = 16  # rows a step of scan_hits: one compare with the thresholds a step
 WIDEST = 8  # widest codes, in 64-bit words, the intrinsics take
-MASK_ROWS = 4  # rows a word of scan_hits' masks: 4 x 16 lanes = 64 bits
+MASK_ROWS = 4  # rows a word of scan_masks' masks: 4 x 16 lanes = 64 bits
 PREFETCH_ROWS = 256  # rows ahead the scan asks for (2 KiB of a word): a group alone streams its rows
 
 
@@ -133,9 +134,7 @@ class _Codegen:
         for w, query in enumerate(lanes):
             offset = b.add(b.mul(ir.Constant(_I64, w), self.word_stride), b.mul(row, self.row_stride))
             word = b.load(b.bitcast(b.gep(self.db_bytes, [offset]), _I64.as_pointer()), align=8)
-            splat = b.insert_element(ir.Constant(_VECTOR, ir.Undefined), word, ir.Constant(_I32, 0))
-            splat = b.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
-            count = b.call(self.ctpop, [b.xor(query, splat)])
+            count = b.call(self.ctpop, [b.xor(query, _splat(b, word))])
             total = count if total is None else b.add(total, count)
         return total
 
@@ -162,6 +161,12 @@ def _thresholds(context, builder, aryty, value):
 def _lane_bits(builder, flags):
     """<16 x i1> -> i64 with bit j set for lane j."""
     return builder.zext(builder.bitcast(flags, ir.IntType(LANES)), _I64)
+
+
+def _splat(builder, value):
+    """<16 x i64> with ``value`` (i64) in every lane."""
+    vector = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
 
 
 def _row_masks(builder, gen, lanes, limit, r, hit_masks, n):
@@ -226,33 +231,36 @@ class _StepLoop:
         return result
 
 
-def _hits_signature(db, queries, thresh, n_words, hit_rows, hit_masks):
-    """Typing checks and signature of :func:`scan_hits` and :func:`scan_masks`."""
+def _hits_signature(db, queries, thresh, n_words, hit_rows, notes, note_dims):
+    """Typing checks and signature of :func:`scan_hits` (``note_dims`` 1: a lane mask a step)
+    and :func:`scan_masks` (2: four row x lane masks a step)."""
     _check(db, queries, thresh, n_words)
     if not (isinstance(hit_rows, types.Array) and hit_rows.ndim == 1 and hit_rows.dtype == types.int64
             and hit_rows.layout == "C"):
         raise TypingError("hit_rows must be a C-contiguous 1-D int64 array")
-    if not (isinstance(hit_masks, types.Array) and hit_masks.ndim == 2 and hit_masks.dtype == types.uint64
-            and hit_masks.layout == "C"):
-        raise TypingError("hit_masks must be a C-contiguous 2-D uint64 array (len(hit_rows), "
-                          f"{SCAN_ROWS // MASK_ROWS})")
-    return types.int64(db, types.int64, types.int64, queries, thresh, n_words, hit_rows, hit_masks)
+    if not (isinstance(notes, types.Array) and notes.ndim == note_dims and notes.dtype == types.uint64
+            and notes.layout == "C"):
+        shape = "(len(hit_rows),)" if note_dims == 1 else f"(len(hit_rows), {SCAN_ROWS // MASK_ROWS})"
+        raise TypingError(f"the notes must be a C-contiguous {note_dims}-D uint64 array {shape}")
+    return types.int64(db, types.int64, types.int64, queries, thresh, n_words, hit_rows, notes)
 
 
 @intrinsic
-def scan_hits(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hit_masks):
+def scan_hits(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hit_lanes):
     """Scan steps ``start, start + SCAN_ROWS, ...`` (before ``stop``) and note each step
     with a row at distance ``< thresh[j]`` from some lane ``j``'s query: its first row at
-    ``hit_rows[n]`` and its rows below the thresholds at ``hit_masks[n]`` (four words of
-    ``MASK_ROWS`` rows x ``LANES`` lanes, bit ``i * LANES + j`` for row ``i`` of the word).
-    Returns the number of steps noted; it stops early when ``hit_rows`` (at least one long)
-    is full, and the caller resumes after the last step noted. ``stop - start`` must be a
-    multiple of ``SCAN_ROWS``.
+    ``hit_rows[n]`` and the mask of those lanes (bit ``j``) at ``hit_lanes[n]``;
+    :func:`rows_below` gives a lane's rows. Returns the number of steps noted; it stops
+    early when ``hit_rows`` (at least one long) is full, and the caller resumes after the
+    last step noted. ``stop - start`` must be a multiple of ``SCAN_ROWS``.
 
-    The thresholds hold for the whole call: noting the hits keeps the scan in its loop (a
-    call a hit, with four calls to recompute the step, ran 64-bit codes at 0.94 of this),
-    and the caller checks each noted row against the lane's current threshold anyway."""
-    sig = _hits_signature(db, queries, thresh, n_words, hit_rows, hit_masks)
+    The thresholds hold for the whole call (the caller checks each row against the lane's
+    current threshold). No branch: every step is written at the next slot, which the count
+    moves past when some lane is under. A branch to a block that noted the step's rows
+    (taken on ~5 % of steps at 1M x 64 bits, k = 100) cost more when mispredicted, with the
+    scan's work in flight, than the store costs every step: 1M random codes, one thread,
+    k = 100 +12-16 % at 64 bits, +4-6 % at 256 and 384; k = 1 -2 % (``research/NOTES.md``)."""
+    sig = _hits_signature(db, queries, thresh, n_words, hit_rows, hit_lanes, 1)
 
     def emit(context, builder, signature, args, n_words):
         steps = _StepLoop(context, builder, signature, args, n_words, "hits")
@@ -265,36 +273,53 @@ def scan_hits(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hi
         for i in range(SCAN_ROWS):
             d = builder.bitcast(gen.distances(lanes, builder.add(r, ir.Constant(_I64, i))), _HALVES)
             lowest = d if lowest is None else builder.select(builder.icmp_signed("<", d, lowest), d, lowest)
-        lowest = builder.bitcast(lowest, _VECTOR)
-        below = builder.icmp_unsigned("!=", _lane_bits(builder, builder.icmp_signed("<", lowest, limit)), _ZERO)
-        scanned = builder.basic_block
-        hit = builder.append_basic_block("lanes.hits.note")
-        step_done = builder.append_basic_block("lanes.hits.next")
-        builder.cbranch(below, hit, step_done).set_weights([1, 15])  # most steps hold no row below
+        bits = _lane_bits(builder, builder.icmp_signed("<", builder.bitcast(lowest, _VECTOR), limit))
+        builder.store(r, builder.gep(steps.rows, [n]))
+        builder.store(bits, builder.gep(steps.masks, [n]))
+        some = builder.icmp_unsigned("!=", bits, _ZERO)
+        return steps.close(builder.add(n, builder.zext(some, _I64)))
 
-        builder.position_at_end(hit)
-        steps.note_masks()
-        noted = builder.add(n, ir.Constant(_I64, 1))
-        builder.branch(step_done)
+    return sig, _per_width(emit, 5)
 
-        builder.position_at_end(step_done)
-        count = builder.phi(_I64)
-        count.add_incoming(n, scanned)
-        count.add_incoming(noted, hit)
-        return steps.close(count)
+
+@intrinsic
+def rows_below(typingctx, db, row, queries, lane, t, n_words):
+    """Bit ``i`` set where database row ``row + i`` (``i < SCAN_ROWS``) is at distance
+    ``< t`` from lane ``lane``'s query: a step :func:`scan_hits` noted, for one lane, its
+    sixteen rows in one vector (the database's words are row-contiguous)."""
+    _check(db, queries, None, n_words)
+    if db.layout != "C":
+        raise TypingError("db must be C-contiguous: a step's rows of a word are loaded as one vector")
+    sig = types.int64(db, types.int64, queries, types.int64, types.int64, n_words)
+
+    def emit(context, builder, signature, args, n_words):
+        b = builder
+        gen = _Codegen(context, builder, signature, args, n_words)
+        query_data = context.make_array(signature.args[2])(context, builder, args[2]).data
+        row, lane, t = args[1], args[3], args[4]
+        total = None
+        for w in range(n_words):
+            offset = b.add(b.mul(ir.Constant(_I64, w), gen.word_stride), b.mul(row, gen.row_stride))
+            words = b.load(b.bitcast(b.gep(gen.db_bytes, [offset]), _VECTOR.as_pointer()), align=8)
+            query = b.load(b.gep(query_data, [b.add(ir.Constant(_I64, w * LANES), lane)]))
+            count = b.call(gen.ctpop, [b.xor(words, _splat(b, query))])
+            total = count if total is None else b.add(total, count)
+        return _lane_bits(b, b.icmp_signed("<", total, _splat(b, t)))
 
     return sig, _per_width(emit, 5)
 
 
 @intrinsic
 def scan_masks(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hit_masks):
-    """:func:`scan_hits` for rows that hit often, same results: each step's masks are
-    computed in the loop and written at the next slot, which the count moves past when some
-    row is under a threshold. No step is computed twice and no branch is mispredicted, for a
+    """:func:`scan_hits` for rows that hit often: each step's row x lane masks are computed
+    in the loop and written at the next slot (``hit_masks[n]``: four words of ``MASK_ROWS``
+    rows x ``LANES`` lanes, bit ``i * LANES + j`` for row ``i`` of the word), which the
+    count moves past when some row is under a threshold. No step is computed twice, for a
     compare and a store a row where :func:`scan_hits` takes a minimum (1M random codes, one
-    thread, always this: 384 bits k = 1,000 +30 %, 128 bits k = 1,000 +18 %, but 64 bits
-    k = 100 -32 %; ``_kernels`` chooses between the two as the hits come)."""
-    sig = _hits_signature(db, queries, thresh, n_words, hit_rows, hit_masks)
+    thread, always this against a scan that recomputed the steps that hit: 384 bits
+    k = 1,000 +30 %, 128 bits k = 1,000 +18 %, but 64 bits k = 100 -32 %; ``_kernels``
+    chooses between the two as the hits come)."""
+    sig = _hits_signature(db, queries, thresh, n_words, hit_rows, hit_masks, 2)
 
     def emit(context, builder, signature, args, n_words):
         steps = _StepLoop(context, builder, signature, args, n_words, "masks")

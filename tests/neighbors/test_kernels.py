@@ -142,49 +142,81 @@ def test_thresholds_are_sampled_for_many_neighbours_in_large_databases():
 
 @njit
 def _noted_steps(db, start, stop, queries, thresh, capacity, dense):
-    """Every step scan_hits (or scan_masks) notes over [start, stop), resuming as the kernel does."""
+    """Every step scan_hits (or scan_masks) notes over [start, stop), resuming as the kernel
+    does, with its note: the lane mask (or the four row x lane masks)."""
     hit_rows = np.empty(capacity, dtype=np.int64)
+    hit_lanes = np.empty(capacity, dtype=np.uint64)
     hit_masks = np.empty((capacity, _lanes.SCAN_ROWS // _lanes.MASK_ROWS), dtype=np.uint64)
-    rows, masks = [], []
+    rows, notes = [], []
     r = start
     while r < stop:
         if dense:
             n = _lanes.scan_masks(db, r, stop, queries, thresh, db.shape[0], hit_rows, hit_masks)
         else:
-            n = _lanes.scan_hits(db, r, stop, queries, thresh, db.shape[0], hit_rows, hit_masks)
+            n = _lanes.scan_hits(db, r, stop, queries, thresh, db.shape[0], hit_rows, hit_lanes)
         for h in range(n):
             rows.append(hit_rows[h])
-            masks.append(hit_masks[h].copy())
+            notes.append(hit_masks[h].copy() if dense else hit_lanes[h:h + 1].copy())
         r = hit_rows[n - 1] + _lanes.SCAN_ROWS if n == capacity else stop
-    return rows, masks
+    return rows, notes
+
+
+def _bits(flags):
+    """uint64 with bit i set where flags[i] (the last axis; at most 64 flags)."""
+    return (flags.astype(np.uint64) << np.arange(flags.shape[-1], dtype=np.uint64)).sum(axis=-1)
+
+
+def _lane_scan_case(n_words):
+    """Codes of 40 steps, sixteen queries (six of them database rows) and thresholds that
+    keep ~1 % of rows a lane (none for lane 3), with every distance."""
+    rng = np.random.default_rng(n_words)
+    db = _codes(rng, 40 * _lanes.SCAN_ROWS, 8 * n_words)
+    queries = np.concatenate([db[rng.integers(0, len(db), 6)], _codes(rng, 10, 8 * n_words)])
+    full = _distances(queries, db)  # (16, rows)
+    thresh = np.quantile(full, 0.01, axis=1).astype(np.int64)
+    thresh[3] = 0  # a lane with nothing under its threshold
+    return db, queries, full, thresh
 
 
 @pytest.mark.parametrize("n_words", [1, 2, 5, 8])
 @pytest.mark.parametrize("capacity", [1, 3, 64])
 @pytest.mark.parametrize("dense", [False, True])
 def test_scan_notes_every_step_with_a_row_under_a_threshold(n_words, capacity, dense):
-    # The scan's only output: which steps hold a (row, lane) under the lane's threshold and
-    # the bit mask of those pairs, against numpy; full buffers make the caller resume. Both
-    # ways of scanning (a minimum a step and a recomputation of the steps that hit, or the
-    # masks of every step) give the same.
-    rng = np.random.default_rng(n_words)
-    steps = 40
-    db = _codes(rng, steps * _lanes.SCAN_ROWS, 8 * n_words)
-    queries = np.concatenate([db[rng.integers(0, len(db), 6)], _codes(rng, 10, 8 * n_words)])
-    full = _distances(queries, db)  # (16, rows)
-    thresh = np.quantile(full, 0.01, axis=1).astype(np.int64)  # ~1 % of rows under it per lane
-    thresh[3] = 0  # a lane with nothing under its threshold
+    # The scan's only output: which steps hold a (row, lane) under the lane's threshold, with
+    # the mask of those lanes (scan_hits) or of those (row, lane) pairs (scan_masks), against
+    # numpy; full buffers make the caller resume.
+    db, queries, full, thresh = _lane_scan_case(n_words)
+    steps = len(db) // _lanes.SCAN_ROWS
     lanes = np.ascontiguousarray(pack_words(queries))  # (words, LANES): a query a lane
     start = 2 * _lanes.SCAN_ROWS
-    rows, masks = _noted_steps(pack_words(db), start, len(db), lanes, thresh, capacity, dense)
+    rows, notes = _noted_steps(pack_words(db), start, len(db), lanes, thresh, capacity, dense)
     below = (full < thresh[:, None]).T.reshape(steps, _lanes.SCAN_ROWS, _lanes.LANES)[2:]  # step, row, lane
     expected_rows = start + _lanes.SCAN_ROWS * np.flatnonzero(below.any(axis=(1, 2)))
     assert len(expected_rows) > 3  # the buffers fill (capacity 1 and 3)
     np.testing.assert_array_equal(rows, expected_rows)
-    for r, mask in zip(rows, masks):
-        step = below[(r - start) // _lanes.SCAN_ROWS].reshape(-1, _lanes.MASK_ROWS * _lanes.LANES)
-        expected = (step.astype(np.uint64) << np.arange(step.shape[1], dtype=np.uint64)).sum(axis=1)
-        np.testing.assert_array_equal(mask, expected)
+    for r, note in zip(rows, notes):
+        step = below[(r - start) // _lanes.SCAN_ROWS]
+        expected = _bits(step.reshape(-1, _lanes.MASK_ROWS * _lanes.LANES)) if dense else [_bits(step.any(axis=0))]
+        np.testing.assert_array_equal(note, expected)
+
+
+@njit
+def _rows_below_each_step(db, queries, thresh):
+    out = np.empty((db.shape[1] // _lanes.SCAN_ROWS, _lanes.LANES), dtype=np.int64)
+    for s in range(out.shape[0]):
+        for j in range(_lanes.LANES):
+            out[s, j] = _lanes.rows_below(db, s * _lanes.SCAN_ROWS, queries, j, thresh[j], db.shape[0])
+    return out
+
+
+@pytest.mark.parametrize("n_words", [1, 3, 8])
+def test_rows_below_finds_a_lanes_rows_under_its_threshold(n_words):
+    db, queries, full, thresh = _lane_scan_case(n_words)
+    thresh[5] = full[5].max() + 1  # every row
+    masks = _rows_below_each_step(pack_words(db), np.ascontiguousarray(pack_words(queries)), thresh)
+    below = (full < thresh[:, None]).reshape(_lanes.LANES, -1, _lanes.SCAN_ROWS)  # lane, step, row
+    np.testing.assert_array_equal(masks.astype(np.uint64), _bits(below).T)
+    assert masks[:, 5].tolist() == [2**16 - 1] * masks.shape[0] and not masks[:, 3].any()
 
 
 @pytest.mark.parametrize("n_words", [1, 6])
@@ -206,9 +238,10 @@ def test_lane_scan_turns_to_computing_every_steps_masks_while_steps_often_hit(n_
             buf = np.empty((_lanes.LANES, _kernels._lane_capacity(k)), dtype=np.int64)
             skip = np.full(_lanes.LANES, -1, dtype=np.int64)
             hit_rows = np.empty(8, dtype=np.int64)
+            hit_lanes = np.empty(8, dtype=np.uint64)
             hit_masks = np.empty((8, _lanes.SCAN_ROWS // _lanes.MASK_ROWS), dtype=np.uint64)
             assert _kernels._scan_lane_group(db, 0, n, k, lanes, thresh, below, size, hist, buf, buf.copy(),
-                                             skip, hit_rows, hit_masks, False, start_dense) == dense
+                                             skip, hit_rows, hit_lanes, hit_masks, False, start_dense) == dense
 
 
 @pytest.mark.parametrize("n_bytes", [8, 48])
