@@ -480,7 +480,8 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
             for c in range(_SAMPLE_CHUNKS):
                 for g in range(ng):
                     _scan_lane_group(db, c * spacing, c * spacing + run, sample_rank, lanes[g], thresh[g], below[g],
-                                     size[g], hist[g], buf_d[g], buf_i[g], skip[g], hit_rows, hit_lanes, hit_masks, True)
+                                     size[g], hist[g], buf_d[g], buf_i[g], skip[g], hit_rows, hit_lanes, hit_masks,
+                                     True)
             for g in range(ng):
                 _start_from_sample(min(LANES, n_queries - (g0 + g) * LANES), n_bits, thresh[g])
             below[:] = 0
@@ -490,7 +491,8 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
             r1 = min(r0 + block, scanned)
             for g in range(ng):
                 dense[g] = _scan_lane_group(db, r0, r1, k, lanes[g], thresh[g], below[g], size[g], hist[g],
-                                            buf_d[g], buf_i[g], skip[g], hit_rows, hit_lanes, hit_masks, False, dense[g])
+                                            buf_d[g], buf_i[g], skip[g], hit_rows, hit_lanes, hit_masks, False,
+                                            dense[g])
         for g in range(ng):
             nq = min(LANES, n_queries - (g0 + g) * LANES)
             _scan_lane_tail(db, scanned, k, nq, lanes[g], thresh[g], below[g], size[g], hist[g], buf_d[g],
