@@ -258,8 +258,9 @@ def scan_hits(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hi
     current threshold). No branch: every step is written at the next slot, which the count
     moves past when some lane is under. A branch to a block that noted the step's rows
     (taken on ~5 % of steps at 1M x 64 bits, k = 100) cost more when mispredicted, with the
-    scan's work in flight, than the store costs every step: 1M random codes, one thread,
-    k = 100 +12-16 % at 64 bits, +4-6 % at 256 and 384; k = 1 -2 % (``research/NOTES.md``)."""
+    scan's work in flight, than the store costs every step: 1M random codes, k = 100, 64 bits
+    +12 % with one thread and +24 % with two, 256 bits +7 %, 384 bits +11 %; k = 1 and 10
+    +5 %, k = 1,000 even (``research/NOTES.md``)."""
     sig = _hits_signature(db, queries, thresh, n_words, hit_rows, hit_lanes, 1)
 
     def emit(context, builder, signature, args, n_words):
