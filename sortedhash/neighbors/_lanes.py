@@ -123,17 +123,20 @@ class _Codegen:
         prefetch = b.module.globals.get("llvm.prefetch.p0") or b.module.declare_intrinsic(
             "llvm.prefetch", [byte], fnty=fnty)
         for w in range(self.n_words):
-            offset = b.add(b.mul(ir.Constant(_I64, w), self.word_stride), b.mul(row, self.row_stride))
-            b.call(prefetch, [b.gep(self.db_bytes, [offset]), ir.Constant(_I32, 0), ir.Constant(_I32, 3),
+            b.call(prefetch, [self.word_at(w, row), ir.Constant(_I32, 0), ir.Constant(_I32, 3),
                               ir.Constant(_I32, 1)])
+
+    def word_at(self, w, row):
+        """i8* to word ``w`` of database row ``row``."""
+        b = self.builder
+        return b.gep(self.db_bytes, [b.add(b.mul(ir.Constant(_I64, w), self.word_stride), b.mul(row, self.row_stride))])
 
     def distances(self, lanes, row):
         """<16 x i64>: the Hamming distance of database row ``row`` to each lane's query."""
         b = self.builder
         total = None
         for w, query in enumerate(lanes):
-            offset = b.add(b.mul(ir.Constant(_I64, w), self.word_stride), b.mul(row, self.row_stride))
-            word = b.load(b.bitcast(b.gep(self.db_bytes, [offset]), _I64.as_pointer()), align=8)
+            word = b.load(b.bitcast(self.word_at(w, row), _I64.as_pointer()), align=8)
             count = b.call(self.ctpop, [b.xor(query, _splat(b, word))])
             total = count if total is None else b.add(total, count)
         return total
@@ -300,8 +303,7 @@ def rows_below(typingctx, db, row, queries, lane, t, n_words):
         row, lane, t = args[1], args[3], args[4]
         total = None
         for w in range(n_words):
-            offset = b.add(b.mul(ir.Constant(_I64, w), gen.word_stride), b.mul(row, gen.row_stride))
-            words = b.load(b.bitcast(b.gep(gen.db_bytes, [offset]), _VECTOR.as_pointer()), align=8)
+            words = b.load(b.bitcast(gen.word_at(w, row), _VECTOR.as_pointer()), align=8)
             query = b.load(b.gep(query_data, [b.add(ir.Constant(_I64, w * LANES), lane)]))
             count = b.call(gen.ctpop, [b.xor(words, _splat(b, query))])
             total = count if total is None else b.add(total, count)
