@@ -38,11 +38,26 @@ class _LinearHash(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transform
         self._record_versions()
         return X - self.mean_
 
-    def transform(self, X):
-        """Encode ``X`` into packed codes of shape (n_samples, ceil(n_bits / 8)), uint8."""
+    def decision_function(self, X):
+        """The projections the bits are the signs of: bit ``j`` is set where column ``j`` is
+        >= 0 (what :class:`~sortedhash.RerankedNeighbors` scores candidates' codes with).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_bits)
+            ``(X - mean_) @ projection_``.
+        """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return pack_codes((X - self.mean_) @ self.projection_ >= 0)
+        return (X - self.mean_) @ self.projection_
+
+    def transform(self, X):
+        """Encode ``X`` into packed codes of shape (n_samples, ceil(n_bits / 8)), uint8."""
+        return pack_codes(self.decision_function(X) >= 0)
 
 
 def _pca_components(Xc, n_bits, name):
@@ -197,6 +212,23 @@ class BinaryQuantizer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Trans
         self.n_bytes_ = n_bytes_for(self.n_bits_)
         self._record_versions()
         return self
+
+    def decision_function(self, X):
+        """The values the bits threshold: bit ``j`` is set where column ``j`` is >= 0 (what
+        :class:`~sortedhash.RerankedNeighbors` scores candidates' codes with).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_features)
+            ``X - mean_``.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return X - self.mean_
 
     def transform(self, X):
         """Encode ``X`` into packed codes of shape (n_samples, ceil(n_features / 8)), uint8."""

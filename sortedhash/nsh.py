@@ -522,6 +522,32 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         codes : ndarray of shape (n_samples, ceil(n_bits / 8)), dtype uint8
         """
         check_is_fitted(self)
+
+        def codes(module, batch):
+            return np.packbits(module.encode(batch).cpu().numpy(), axis=1, bitorder="little")
+
+        return self._run_network(X, codes)
+
+    def decision_function(self, X):
+        """The hash head's pre-activations, whose signs are the bits: bit ``j`` of a code is
+        set where column ``j`` is >= 0 (what :class:`~sortedhash.RerankedNeighbors` scores
+        candidates' codes with).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples, as for :meth:`transform`.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_bits), dtype float32
+        """
+        check_is_fitted(self)
+        return self._run_network(X, lambda module, batch: module.hash_scores(batch).cpu().numpy())
+
+    def _run_network(self, X, step):
+        """``step(module, batch)`` (a 2-D numpy array) for batches of validated ``X``, in
+        eval mode, gathered into one array."""
         # Feature vectors (also for a model fitted on multi-view input) must be 2-D; a custom
         # encoder takes whatever shape it was fitted on.
         X = validate_data(self, X, reset=False, accept_sparse=False, dtype=[np.float32, np.float64],
@@ -530,17 +556,19 @@ class NSHTransformer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Transf
         device = next(module.parameters()).device
         was_training = module.training
         module.eval()
-        codes = np.empty((X.shape[0], self.n_bytes_), dtype=np.uint8)
+        out = None
         try:
             for start in range(0, X.shape[0], _ENCODE_BATCH):
                 # torch.tensor copies: the caller's (possibly read-only) array is never wrapped.
                 rows = self._input_for_network(X[start:start + _ENCODE_BATCH])
                 batch = torch.tensor(rows, dtype=torch.float32, device=device)
-                bits = module.encode(batch).cpu().numpy()
-                codes[start:start + len(bits)] = np.packbits(bits, axis=1, bitorder="little")
+                values = step(module, batch)
+                if out is None:
+                    out = np.empty((X.shape[0], values.shape[1]), dtype=values.dtype)
+                out[start:start + len(values)] = values
         finally:
             module.train(was_training)
-        return codes
+        return out
 
     # ------------------------------------------------------------------ safe format
     def _to_safe_state(self):

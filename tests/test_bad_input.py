@@ -91,15 +91,20 @@ def test_three_d_input():
     assert small_nsh(max_epochs=1).fit(X3).multi_view_
 
 
+@pytest.mark.parametrize("method", ["transform", "decision_function"])
 @pytest.mark.parametrize("name", TRANSFORMERS)
-def test_transform_errors(name):
-    est = TRANSFORMERS[name]().fit(_X())
+def test_transform_errors(name, method):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        getattr(TRANSFORMERS[name](), method)(_X())
+    apply = getattr(TRANSFORMERS[name]().fit(_X()), method)
     with pytest.raises(ValueError, match="8 features"):
-        est.transform(_X(5, 7))
+        apply(_X(5, 7))
     with pytest.raises(ValueError, match="NaN"):
-        est.transform(_with(np.nan)[:5])
+        apply(_with(np.nan)[:5])
     with pytest.raises(ValueError, match="0 sample"):
-        est.transform(np.empty((0, 8)))
+        apply(np.empty((0, 8)))
 
 
 @pytest.mark.parametrize("name", TRANSFORMERS)

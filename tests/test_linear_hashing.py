@@ -17,8 +17,9 @@ def test_codes_are_signs_of_the_centred_projection(digits, cls):
     model = cls(n_bits=12).fit(X)
     codes = model.transform(X[:30])
     assert codes.shape == (30, 2) and codes.dtype == np.uint8
-    expected = ((X[:30] - model.mean_) @ model.projection_ >= 0).astype(np.uint8)
-    np.testing.assert_array_equal(unpack_codes(codes, 12), expected)
+    projection = (X[:30] - model.mean_) @ model.projection_
+    np.testing.assert_array_equal(unpack_codes(codes, 12), (projection >= 0).astype(np.uint8))
+    np.testing.assert_allclose(model.decision_function(X[:30]), projection)  # the values the bits are signs of
 
 
 def test_itq_rotation_is_orthogonal_and_beats_pca_signs(digits):
@@ -110,4 +111,5 @@ def test_binary_quantizer_sets_one_bit_per_feature_at_its_threshold(center):
     bits = unpack_codes(codes)
     np.testing.assert_array_equal(bits[:, :13], (X >= threshold).astype(np.uint8))
     assert not bits[:, 13:].any()  # padding bits stay zero
+    np.testing.assert_allclose(model.decision_function(X), X - threshold)  # the bits are its signs
     assert model.get_feature_names_out()[1] == "binaryquantizer_bits8-15"

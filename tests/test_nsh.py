@@ -36,6 +36,11 @@ def test_transform_returns_packed_codes(digits, n_bits):
         h = module.hash_head(module.backbone(x)).cpu()
     np.testing.assert_array_equal(unpack_codes(codes, n_bits), (h >= 0).numpy().astype(np.uint8))
     assert model.get_feature_names_out().shape == ((n_bits + 7) // 8,)
+    # decision_function: those pre-activations themselves.
+    scores = model.decision_function(X[:50])
+    assert scores.dtype == np.float32 and scores.shape == (50, n_bits)
+    np.testing.assert_allclose(scores, h.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(unpack_codes(codes, n_bits), (scores >= 0).astype(np.uint8))
 
 
 @pytest.mark.parametrize("sorter", ["torchsort", "softsort", "none"])

@@ -58,6 +58,11 @@ class HashingNetwork(nn.Module):
         return h, sign_ste(h), z
 
     @torch.no_grad()
+    def hash_scores(self, x):
+        """The hash head's pre-activations, whose signs are the codes."""
+        return self.hash_head(self.backbone(x))
+
+    @torch.no_grad()
     def encode(self, x):
         """Boolean codes (``True`` where the hash pre-activation is >= 0)."""
-        return self.hash_head(self.backbone(x)) >= 0
+        return self.hash_scores(x) >= 0
