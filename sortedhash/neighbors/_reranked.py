@@ -11,6 +11,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._versions import VersionedMixin
+from ..bits import unpack_codes
+from ._asymmetric import best_by_asymmetric_score
 from ._hamming import HammingNeighbors
 from ._rerank_kernel import rerank
 
@@ -30,6 +32,12 @@ class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
     nearest of them by the float metric, ties by database index. With ``n_candidates`` equal
     to the database size the result is the exact float k-NN.
 
+    With ``n_reranked``, a middle stage reads fewer float rows: of the ``n_candidates``, only
+    the ``n_reranked`` whose codes agree best with the query's unbinarised scores (the
+    hasher's ``decision_function``; the inner product of those scores with the candidate's
+    +-1 code) are re-ranked. Scoring a candidate reads its code (bytes, in memory), where
+    re-ranking reads its float row (kilobytes, possibly on disk).
+
     Parameters
     ----------
     hasher : transformer, default=None
@@ -40,8 +48,13 @@ class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
     n_neighbors : int, default=5
         Neighbours returned by :meth:`kneighbors` when not given there.
     n_candidates : int, default=100
-        Hamming candidates re-ranked per query (at most the database size). More finds
-        more of the exact neighbours and costs one float distance per candidate.
+        Hamming candidates per query (at most the database size). More finds more of the
+        exact neighbours and costs one float distance per candidate re-ranked.
+    n_reranked : int, default=None
+        Candidates per query whose float rows are read: the best of the ``n_candidates`` by
+        the asymmetric score above (the hasher, or the last step of a Pipeline, must have
+        ``decision_function``, as every sortedhash hasher has). None re-ranks all
+        ``n_candidates``. At least ``n_neighbors``.
     metric : {"cosine", "euclidean"}, default="cosine"
         Float metric of the re-ranking; distances are ``1 - cos`` or the Euclidean norm, as
         in :class:`sklearn.neighbors.NearestNeighbors`.
@@ -63,14 +76,17 @@ class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
         "hasher": [HasMethods(["fit", "transform"]), None],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "n_candidates": [Interval(Integral, 1, None, closed="left")],
+        "n_reranked": [Interval(Integral, 1, None, closed="left"), None],
         "metric": [StrOptions({"cosine", "euclidean"})],
         "n_jobs": [Integral, None],
     }
 
-    def __init__(self, hasher=None, *, n_neighbors=5, n_candidates=100, metric="cosine", n_jobs=None):
+    def __init__(self, hasher=None, *, n_neighbors=5, n_candidates=100, n_reranked=None, metric="cosine",
+                 n_jobs=None):
         self.hasher = hasher
         self.n_neighbors = n_neighbors
         self.n_candidates = n_candidates
+        self.n_reranked = n_reranked
         self.metric = metric
         self.n_jobs = n_jobs
 
@@ -95,6 +111,8 @@ class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
         X = validate_data(self, X, dtype=[np.float32, np.float64], order="C", copy=False)
         self.hasher_ = clone(self.hasher if self.hasher is not None else BinaryQuantizer()).fit(X, y)
         self.index_ = HammingNeighbors(n_jobs=self.n_jobs).fit(self.hasher_.transform(X))
+        if self.n_reranked is not None:
+            self._check_scores(X[:1])
         self._fit_X = X
         self._squared_norms = np.einsum("ij,ij->i", X, X, dtype=np.float64)
         self.n_samples_fit_ = X.shape[0]
@@ -126,9 +144,14 @@ class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
                          min_val=1)
         available = self.n_samples_fit_ - int(X is None)
         n_candidates = min(self.n_candidates, available)
-        if k > n_candidates:
-            raise ValueError(f"n_neighbors={k} is larger than the {n_candidates} candidates re-ranked per query "
-                             f"(n_candidates={self.n_candidates}, {available} database rows to return)")
+        n_reranked = n_candidates if self.n_reranked is None else min(self.n_reranked, n_candidates)
+        if k > n_reranked:
+            which = (f"n_candidates={self.n_candidates}" if self.n_reranked is None
+                     else f"n_candidates={self.n_candidates}, n_reranked={self.n_reranked}")
+            raise ValueError(f"n_neighbors={k} is larger than the {n_reranked} candidates re-ranked per query "
+                             f"({which}, {available} database rows to return)")
+        if n_reranked < n_candidates and not hasattr(self.hasher_, "decision_function"):
+            self._check_scores(None)  # set after fit: the error fit gives
         if X is None:
             queries = self._fit_X
             candidates = self.index_.kneighbors(None, n_candidates, return_distance=False)
@@ -140,9 +163,26 @@ class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
         threads = effective_n_jobs(self.n_jobs)
         for start in range(0, len(queries), _QUERY_CHUNK):
             rows = slice(start, start + _QUERY_CHUNK)
-            dist[rows], ind[rows] = rerank(self._fit_X, self._squared_norms, queries[rows], candidates[rows], k,
-                                           self.metric, n_threads=threads)
+            kept = candidates[rows]
+            if n_reranked < n_candidates:
+                kept = best_by_asymmetric_score(self.index_._fit_X, self.hasher_.decision_function(queries[rows]), kept,
+                                                n_reranked, n_threads=threads)
+            dist[rows], ind[rows] = rerank(self._fit_X, self._squared_norms, queries[rows], kept, k, self.metric,
+                                           n_threads=threads)
         return (dist, ind) if return_distance else ind
+
+    def _check_scores(self, X):
+        """The hasher's ``decision_function`` exists and its signs are the codes' bits (on a
+        row of the database)."""
+        if not hasattr(self.hasher_, "decision_function"):
+            raise ValueError(f"n_reranked={self.n_reranked} scores candidates with the hasher's decision_function, "
+                             f"which {type(self.hasher_).__name__} does not have; use n_reranked=None")
+        scores = np.asarray(self.hasher_.decision_function(X))
+        codes = self.hasher_.transform(X)
+        if scores.ndim != 2 or scores.shape[1] > 8 * codes.shape[1] or not np.array_equal(
+                unpack_codes(codes, scores.shape[1]), scores >= 0):
+            raise ValueError(f"n_reranked needs a hasher whose decision_function gives one score a bit, >= 0 where "
+                             f"the bit is set; {type(self.hasher_).__name__}'s does not")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

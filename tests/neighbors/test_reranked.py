@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 from sklearn.frozen import FrozenEstimator
 from sklearn.neighbors import NearestNeighbors
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from sortedhash import BinaryQuantizer, ITQTransformer, LSHTransformer, RerankedNeighbors
+from sortedhash import BinaryQuantizer, ITQTransformer, LSHTransformer, RerankedNeighbors, pack_codes, unpack_codes
 from sortedhash.metrics import neighbor_recall
 
 
@@ -68,6 +70,55 @@ def test_keeps_the_callers_rows_and_a_frozen_hasher(tmp_path):
     np.testing.assert_array_equal(frozen.hasher_.transform(X), hasher.transform(X))
     refitted = RerankedNeighbors(hasher, n_neighbors=3).fit(X)
     assert not np.allclose(refitted.hasher_.mean_, hasher.mean_)  # cloned and fitted on the database
+
+
+@pytest.mark.parametrize("hasher", [BinaryQuantizer(),
+                                    make_pipeline(StandardScaler(), ITQTransformer(n_bits=12, random_state=0))])
+def test_reranks_the_candidates_that_score_best_against_the_query(hasher):
+    X, queries = _data(500), _data(40, seed=3)
+    model = RerankedNeighbors(hasher, n_neighbors=6, n_candidates=90, n_reranked=25).fit(X)
+    dist, ind = model.kneighbors(queries)
+    # By hand: the 90 Hamming candidates, the 25 whose +-1 codes have the highest inner
+    # product with the query's scores (ties by row), then the exact cosine top 6 of those.
+    candidates = model.index_.kneighbors(model.hasher_.transform(queries), 90, return_distance=False)
+    scores = model.hasher_.decision_function(queries)
+    signs = 2.0 * unpack_codes(model.hasher_.transform(X), scores.shape[1]) - 1
+    for q, rows in enumerate(candidates):
+        kept = np.sort(rows[np.lexsort((rows, -(signs[rows] @ scores[q])))[:25]])
+        exact = NearestNeighbors(n_neighbors=6, metric="cosine", algorithm="brute").fit(X[kept])
+        ref_dist, ref_pos = exact.kneighbors(queries[q:q + 1])
+        np.testing.assert_array_equal(ind[q], kept[ref_pos[0]])
+        np.testing.assert_allclose(dist[q], ref_dist[0], rtol=1e-5, atol=1e-6)
+    # n_reranked as large as n_candidates reads every candidate, as None does.
+    every = RerankedNeighbors(hasher, n_neighbors=6, n_candidates=90, n_reranked=90).fit(X).kneighbors(queries)
+    plain = RerankedNeighbors(hasher, n_neighbors=6, n_candidates=90).fit(X).kneighbors(queries)
+    np.testing.assert_array_equal(every[1], plain[1])
+    np.testing.assert_array_equal(every[0], plain[0])
+    # Without queries, each row leaves itself out here too.
+    assert not np.any(model.kneighbors(return_distance=False) == np.arange(500)[:, None])
+
+
+def test_n_reranked_needs_scores_whose_signs_are_the_bits():
+    X = _data(60)
+    no_scores = FunctionTransformer(lambda X: pack_codes(X >= 0))
+    plain = RerankedNeighbors(no_scores, n_neighbors=2, n_candidates=10).fit(X)  # fine without n_reranked
+    with pytest.raises(ValueError, match="decision_function, which FunctionTransformer does not have"):
+        RerankedNeighbors(no_scores, n_candidates=10, n_reranked=5).fit(X)
+    with pytest.raises(ValueError, match="decision_function, which FunctionTransformer does not have"):
+        plain.set_params(n_reranked=5).kneighbors(X[:2])  # set after fit: checked at the search
+
+    class Flipped(BinaryQuantizer):
+        def decision_function(self, X):
+            return -super().decision_function(X)
+
+    with pytest.raises(ValueError, match="one score a bit, >= 0 where the bit is set; Flipped"):
+        RerankedNeighbors(Flipped(), n_candidates=10, n_reranked=5).fit(X)
+    model = RerankedNeighbors(n_candidates=10, n_reranked=4).fit(X)
+    with pytest.raises(ValueError, match=r"n_neighbors=5 is larger than the 4 candidates re-ranked per query "
+                                         r"\(n_candidates=10, n_reranked=4"):
+        model.kneighbors(X[:2])
+    with pytest.raises(ValueError, match="'n_reranked' parameter"):
+        RerankedNeighbors(n_reranked=0).fit(X)
 
 
 def test_errors():
