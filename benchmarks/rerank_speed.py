@@ -22,7 +22,8 @@ with recall@10 of the exact top-10 (from the exact search):
   (``BinaryQuantizer``: one bit a dimension, set at or above the dimension's mean; faiss
   thresholds at the median) and over
   the codes of an NSHTransformer fitted on the real training rows (``--bits``), several
-  ``n_candidates``.
+  ``n_candidates``, and with ``--reranked``, the same re-ranking only ``n_reranked`` of them
+  (those whose codes score best against the query's unbinarised scores).
 
 Then, per method, the fastest setting reaching ``--target`` recall, and its q/s against
 exact search.
@@ -145,6 +146,9 @@ def main():
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--nsh-params", default="", help="NSHTransformer parameters, e.g. neighbor_weight=1")
     parser.add_argument("--candidates", type=int, nargs="+", default=[100, 300, 1000, 3000])
+    parser.add_argument("--reranked", type=int, nargs="*", default=[],
+                        help="also re-rank only this many of each setting's candidates (n_reranked), the "
+                             "best by the query's scores against their codes")
     parser.add_argument("--ef-search", type=int, nargs="*", default=[16, 32, 64, 128, 256],
                         help="HNSW efSearch values; none (a bare --ef-search) builds no HNSW index")
     parser.add_argument("--k-factors", type=int, nargs="+", default=[10, 30, 100, 300])
@@ -200,13 +204,17 @@ def main():
     del bq
 
     def two_stage(name, hasher):
-        """RerankedNeighbors over ``hasher``'s codes, at each ``--candidates``; the index time."""
+        """RerankedNeighbors over ``hasher``'s codes, at each ``--candidates``, and with each
+        smaller ``--reranked``; the index time."""
+        search = RerankedNeighbors(hasher, n_neighbors=10, metric="cosine", n_jobs=1)
+        t_index, _ = timed(lambda: search.fit(base))
         for n_candidates in args.candidates:
-            search = RerankedNeighbors(hasher, n_neighbors=10, n_candidates=n_candidates, metric="cosine", n_jobs=1)
-            t_index, _ = timed(lambda: search.fit(base))
-            search.kneighbors(queries[:32])  # compile the search kernels (from 16 queries, the lane scan)
-            t, found = timed(lambda: search.kneighbors(queries, return_distance=False))
-            rows.append((name, f"n_candidates={n_candidates}", len(queries) / t, recall_at_10(found, truth)))
+            for n_reranked in [None] + [m for m in args.reranked if 10 <= m < n_candidates]:
+                search.set_params(n_candidates=n_candidates, n_reranked=n_reranked)  # read at each search
+                search.kneighbors(queries[:32])  # compile the search kernels (from 16 queries, the lane scan)
+                t, found = timed(lambda: search.kneighbors(queries, return_distance=False))
+                setting = f"n_candidates={n_candidates}" + (f", n_reranked={n_reranked}" if n_reranked else "")
+                rows.append((name, setting, len(queries) / t, recall_at_10(found, truth)))
         return t_index
 
     # Binary quantization (one bit a centred dimension) through sortedhash's search.

@@ -162,13 +162,16 @@ def test_rerank_speed_runs_every_method_against_exact_search(tmp_path):
 def test_rerank_speed_skips_hnsw_and_nsh_when_given_no_settings():
     pytest.importorskip("faiss")
     cmd = [sys.executable, str(ROOT / "benchmarks" / "rerank_speed.py"), "digits", "--rows", "3000", "--queries", "20",
-           "--bits", "--ef-search", "--candidates", "50", "--k-factors", "10"]
+           "--bits", "--ef-search", "--candidates", "50", "--k-factors", "10", "--reranked", "20", "50"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-3000:]
     table = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ") and "q/s" not in line]
     assert [row[1].strip() for row in table] == ["exact float (IndexFlatIP)",
                                                  "binary quantization 64 bits + IndexRefineFlat",
+                                                 "binary quantization 64 bits + re-ranking",
                                                  "binary quantization 64 bits + re-ranking"]
+    # --reranked: fewer than the candidates only (50 of 50 is the plain setting).
+    assert [row[2].strip() for row in table[2:]] == ["n_candidates=50", "n_candidates=50, n_reranked=20"]
     assert "HNSW built" not in result.stdout
 
 
