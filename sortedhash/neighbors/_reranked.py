@@ -128,7 +128,8 @@ class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
             Float queries. None queries every fitted row against the others, leaving each
             row's own index out (as scikit-learn does).
         n_neighbors : int, default=None
-            Defaults to the constructor's ``n_neighbors``; at most ``n_candidates``.
+            Defaults to the constructor's ``n_neighbors``; at most ``n_candidates`` (and
+            ``n_reranked``).
         return_distance : bool, default=True
             Whether to return the distances.
 
@@ -150,8 +151,8 @@ class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
                      else f"n_candidates={self.n_candidates}, n_reranked={self.n_reranked}")
             raise ValueError(f"n_neighbors={k} is larger than the {n_reranked} candidates re-ranked per query "
                              f"({which}, {available} database rows to return)")
-        if n_reranked < n_candidates and not hasattr(self.hasher_, "decision_function"):
-            self._check_scores(None)  # set after fit: the error fit gives
+        if n_reranked < n_candidates:
+            self._require_scores()  # n_reranked may have been set after fit
         if X is None:
             queries = self._fit_X
             candidates = self.index_.kneighbors(None, n_candidates, return_distance=False)
@@ -171,12 +172,15 @@ class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
                                            n_threads=threads)
         return (dist, ind) if return_distance else ind
 
-    def _check_scores(self, X):
-        """The hasher's ``decision_function`` exists and its signs are the codes' bits (on a
-        row of the database)."""
+    def _require_scores(self):
         if not hasattr(self.hasher_, "decision_function"):
             raise ValueError(f"n_reranked={self.n_reranked} scores candidates with the hasher's decision_function, "
                              f"which {type(self.hasher_).__name__} does not have; use n_reranked=None")
+
+    def _check_scores(self, X):
+        """The hasher's ``decision_function`` exists and its signs are the codes' bits (on a
+        row of the database)."""
+        self._require_scores()
         scores = np.asarray(self.hasher_.decision_function(X))
         codes = self.hasher_.transform(X)
         if scores.ndim != 2 or scores.shape[1] > 8 * codes.shape[1] or not np.array_equal(
