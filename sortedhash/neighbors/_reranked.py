@@ -54,7 +54,9 @@ class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
         Candidates per query whose float rows are read: the best of the ``n_candidates`` by
         the asymmetric score above (the hasher, or the last step of a Pipeline, must have
         ``decision_function``, as every sortedhash hasher has). None re-ranks all
-        ``n_candidates``. At least ``n_neighbors``.
+        ``n_candidates``. At least ``n_neighbors``. It suits binary quantization, whose
+        scores are the query's centred values; with NSH's codes the scores kept far fewer
+        of the neighbours (docs: codes for embedding search).
     metric : {"cosine", "euclidean"}, default="cosine"
         Float metric of the re-ranking; distances are ``1 - cos`` or the Euclidean norm, as
         in :class:`sklearn.neighbors.NearestNeighbors`.
