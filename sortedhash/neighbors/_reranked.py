@@ -111,10 +111,11 @@ class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
         from ..linear_hashing import BinaryQuantizer
 
         X = validate_data(self, X, dtype=[np.float32, np.float64], order="C", copy=False)
-        self.hasher_ = clone(self.hasher if self.hasher is not None else BinaryQuantizer()).fit(X, y)
-        self.index_ = HammingNeighbors(n_jobs=self.n_jobs).fit(self.hasher_.transform(X))
+        hasher = clone(self.hasher if self.hasher is not None else BinaryQuantizer()).fit(X, y)
         if self.n_reranked is not None:
-            self._check_scores(X[:1])
+            _check_scores(hasher, X[:1], self.n_reranked)
+        self.hasher_ = hasher
+        self.index_ = HammingNeighbors(n_jobs=self.n_jobs).fit(hasher.transform(X))
         self._fit_X = X
         self._squared_norms = np.einsum("ij,ij->i", X, X, dtype=np.float64)
         self.n_samples_fit_ = X.shape[0]
@@ -154,7 +155,7 @@ class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
             raise ValueError(f"n_neighbors={k} is larger than the {n_reranked} candidates re-ranked per query "
                              f"({which}, {available} database rows to return)")
         if n_reranked < n_candidates:
-            self._require_scores()  # n_reranked may have been set after fit
+            _require_scores(self.hasher_, self.n_reranked)  # n_reranked may have been set after fit
         if X is None:
             queries = self._fit_X
             candidates = self.index_.kneighbors(None, n_candidates, return_distance=False)
@@ -174,24 +175,31 @@ class RerankedNeighbors(KNeighborsMixin, VersionedMixin, BaseEstimator):
                                            n_threads=threads)
         return (dist, ind) if return_distance else ind
 
-    def _require_scores(self):
-        if not hasattr(self.hasher_, "decision_function"):
-            raise ValueError(f"n_reranked={self.n_reranked} scores candidates with the hasher's decision_function, "
-                             f"which {type(self.hasher_).__name__} does not have; use n_reranked=None")
-
-    def _check_scores(self, X):
-        """The hasher's ``decision_function`` exists and its signs are the codes' bits (on a
-        row of the database)."""
-        self._require_scores()
-        scores = np.asarray(self.hasher_.decision_function(X))
-        codes = self.hasher_.transform(X)
-        if scores.ndim != 2 or scores.shape[1] > 8 * codes.shape[1] or not np.array_equal(
-                unpack_codes(codes, scores.shape[1]), scores >= 0):
-            raise ValueError(f"n_reranked needs a hasher whose decision_function gives one score a bit, >= 0 where "
-                             f"the bit is set; {type(self.hasher_).__name__}'s does not")
+    def __sklearn_is_fitted__(self):
+        # Set last in fit: a fit that failed after validating X (which sets n_features_in_)
+        # leaves the estimator unfitted.
+        return hasattr(self, "n_samples_fit_")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = False
         return tags
+
+
+def _require_scores(hasher, n_reranked):
+    if not hasattr(hasher, "decision_function"):
+        raise ValueError(f"n_reranked={n_reranked} scores candidates with the hasher's decision_function, which "
+                         f"{type(hasher).__name__} does not have; use n_reranked=None")
+
+
+def _check_scores(hasher, X, n_reranked):
+    """The fitted hasher has ``decision_function`` and its signs are the codes' bits (on
+    the rows ``X``)."""
+    _require_scores(hasher, n_reranked)
+    scores = np.asarray(hasher.decision_function(X))
+    codes = hasher.transform(X)
+    if scores.ndim != 2 or scores.shape[1] > 8 * codes.shape[1] or not np.array_equal(
+            unpack_codes(codes, scores.shape[1]), scores >= 0):
+        raise ValueError(f"n_reranked needs a hasher whose decision_function gives one score a bit, >= 0 where the "
+                         f"bit is set; {type(hasher).__name__}'s does not")

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
@@ -111,8 +112,11 @@ def test_n_reranked_needs_scores_whose_signs_are_the_bits():
         def decision_function(self, X):
             return -super().decision_function(X)
 
+    flipped = RerankedNeighbors(Flipped(), n_candidates=10, n_reranked=5)
     with pytest.raises(ValueError, match="one score a bit, >= 0 where the bit is set; Flipped"):
-        RerankedNeighbors(Flipped(), n_candidates=10, n_reranked=5).fit(X)
+        flipped.fit(X)
+    with pytest.raises(NotFittedError):  # the failed fit left nothing half-fitted
+        flipped.kneighbors(X[:2])
     model = RerankedNeighbors(n_candidates=10, n_reranked=4).fit(X)
     with pytest.raises(ValueError, match=r"n_neighbors=5 is larger than the 4 candidates re-ranked per query "
                                          r"\(n_candidates=10, n_reranked=4"):
