@@ -79,6 +79,20 @@ def test_rerank_kernel_ab_compares_versions_and_catches_a_wrong_one(tmp_path):
     assert [r.endswith("same results: False") for r in rows(same, wrong)] == [True, True]
 
 
+def test_rerank_stages_reports_each_stage_and_skips_settings_it_cannot_run():
+    cmd = [sys.executable, str(ROOT / "research" / "rerank_stages.py"), "--rows", "3000", "--features", "24",
+           "--queries", "40", "--candidates", "100", "--reranked", "5", "30", "100", "--k-hamming", "1",
+           "--repeats", "1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, NUMBA_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "Hamming stage, k = 1", "Hamming stage, k = 100", "whole search, all 100 re-ranked",
+        "whole search, 30 re-ranked"]  # 5 is under the 10 neighbours, 100 is every candidate
+    assert re.search(r"middle stage ~-?\d+, re-ranking ~\d+", lines[-1])
+
+
 def test_feature_probe_reports_the_strict_load():
     pytest.importorskip("efficientnet_lite_pytorch")
     assert load_script("research", "feature_probe").strict_load_report(64) == (296, True)
