@@ -234,4 +234,5 @@ class BinaryQuantizer(SafeStateMixin, VersionedMixin, PackedCodesOutMixin, Trans
         """Encode ``X`` into packed codes of shape (n_samples, ceil(n_features / 8)), uint8."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        # The same bits as decision_function(X) >= 0, without its float copy of X.
         return pack_codes(X >= self.mean_)
