@@ -32,7 +32,7 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from ._jit import njit
-from ._lanes import LANES, MASK_ROWS, MAX_WORDS, SCAN_ROWS, WIDEST, rows_below, scan_hits, scan_masks
+from ._lanes import LANES, MAX_WORDS, SCAN_ROWS, WIDEST, rows_below, scan_hits
 
 __all__ = ["pack_words", "knn_search", "kth_over_first_rows", "radius_search"]
 
@@ -484,25 +484,21 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
         hist = np.zeros((ng, LANES, n_bits + 1), dtype=np.int64)
         hit_rows = np.empty(_HIT_STEPS, dtype=np.int64)
         hit_lanes = np.empty(_HIT_STEPS, dtype=np.uint64)
-        hit_masks = np.empty((_HIT_STEPS, SCAN_ROWS // MASK_ROWS), dtype=np.uint64)
         if sample_rank > 0:
             spacing, run = _sample_layout(scanned)
             for c in range(_SAMPLE_CHUNKS):
                 for g in range(ng):
                     _scan_lane_group(db, c * spacing, c * spacing + run, sample_rank, lanes[g], thresh[g], below[g],
-                                     size[g], hist[g], buf_d[g], buf_i[g], skip[g], hit_rows, hit_lanes, hit_masks,
-                                     True)
+                                     size[g], hist[g], buf_d[g], buf_i[g], skip[g], hit_rows, hit_lanes, True)
             for g in range(ng):
                 _start_from_sample(min(LANES, n_queries - (g0 + g) * LANES), n_bits, thresh[g])
             below[:] = 0
             hist[:] = 0
-        dense = np.zeros(ng, dtype=np.bool_)  # each group's way of scanning, carried from block to block
         for r0 in range(0, scanned, block):
             r1 = min(r0 + block, scanned)
             for g in range(ng):
-                dense[g] = _scan_lane_group(db, r0, r1, k, lanes[g], thresh[g], below[g], size[g], hist[g],
-                                            buf_d[g], buf_i[g], skip[g], hit_rows, hit_lanes, hit_masks, False,
-                                            dense[g])
+                _scan_lane_group(db, r0, r1, k, lanes[g], thresh[g], below[g], size[g], hist[g], buf_d[g], buf_i[g],
+                                 skip[g], hit_rows, hit_lanes)
         for g in range(ng):
             nq = min(LANES, n_queries - (g0 + g) * LANES)
             _scan_lane_tail(db, scanned, k, nq, lanes[g], thresh[g], below[g], size[g], hist[g], buf_d[g],
@@ -510,7 +506,7 @@ def _knn_lanes(db, queries, k, n_bits, exclude, out_idx, out_dist, per_part, sam
             if sample_rank > 0 and _restart_short_lanes(k, n_bits, nq, thresh[g], below[g], size[g], hist[g]):
                 for r0 in range(0, scanned, block):
                     _scan_lane_group(db, r0, min(r0 + block, scanned), k, lanes[g], thresh[g], below[g], size[g],
-                                     hist[g], buf_d[g], buf_i[g], skip[g], hit_rows, hit_lanes, hit_masks)
+                                     hist[g], buf_d[g], buf_i[g], skip[g], hit_rows, hit_lanes)
                 _scan_lane_tail(db, scanned, k, nq, lanes[g], thresh[g], below[g], size[g], hist[g], buf_d[g],
                                 buf_i[g], skip[g])
             for j in range(nq):
@@ -569,40 +565,23 @@ def _take(db, lanes, j, row, k, thresh, below, size, hist, buf_d, buf_i, skip, c
 
 @njit(nogil=True, inline="always")
 def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf_i, skip, hit_rows, hit_lanes,
-                     hit_masks, count_only=False, dense=False):
+                     count_only=False):
     """One group of sixteen queries over rows ``[r0, r1)`` (whole steps); with
-    ``count_only``, the rows are counted, not kept (:func:`_count`). ``dense``: start with
-    :func:`~._lanes.scan_masks`; returns whether the last rows were scanned that way.
+    ``count_only``, the rows are counted, not kept (:func:`_count`).
 
-    Each call of the scan runs until ``len(hit_rows)`` steps hit; the next runs as
-    ``scan_masks`` when more than ``1 / (2 (n_words + 1))`` of this one's steps hit (then
-    finding a noted step's rows again costs more than a compare a row), else as
-    ``scan_hits``; the caller carries the choice from block to block. Measured against
-    ``scan_hits`` alone (1M random codes, one thread): 384 bits k = 1,000 +27-32 %, 128
-    bits k = 1,000 +19 %; 64 bits k = 100 and 1,000, 384 bits k = 100 and 10M x 128 bits
-    k = 1,000 even (with a ``scan_hits`` that noted the rows of a step, before the lanes)."""
+    Each call of the scan runs until ``len(hit_rows)`` steps hit; then each noted lane's
+    rows are found and offered, and the scan resumes after the last step noted. (A second
+    way, computing every step's row x lane masks in the loop where most steps hit, gained
+    nothing once the notes had no branch: 1M random codes, one thread, 64 bits k = 1,000 /
+    3,000 +13-18 % without it, 128-512 bits k = 100-1,000 even to +13 %, 384 bits k = 3,000
+    -4 % to even; binary quantization's codes of 1M MiniLM rows k = 300-3,000 -2 % to +4 %;
+    ``research/NOTES.md``.)"""
     n_words = db.shape[0]
     r = r0
     while r < r1:
-        masks = dense
-        if masks:
-            n_hits = scan_masks(db, r, r1, lanes, thresh, n_words, hit_rows, hit_masks)
-        else:
-            n_hits = scan_hits(db, r, r1, lanes, thresh, n_words, hit_rows, hit_lanes)
-        stop = hit_rows[n_hits - 1] + SCAN_ROWS if n_hits == hit_rows.shape[0] else r1
-        dense = 2 * n_hits * (n_words + 1) * SCAN_ROWS > stop - r
-        r = stop
+        n_hits = scan_hits(db, r, r1, lanes, thresh, n_words, hit_rows, hit_lanes)
+        r = hit_rows[n_hits - 1] + SCAN_ROWS if n_hits == hit_rows.shape[0] else r1
         for h in range(n_hits):
-            if masks:
-                for m in range(SCAN_ROWS // MASK_ROWS):
-                    bits = hit_masks[h, m]
-                    r4 = hit_rows[h] + m * MASK_ROWS
-                    while bits != 0:  # rows in index order, lanes within a row
-                        bit = _trailing_zeros(bits)
-                        bits &= bits - np.uint64(1)
-                        _take(db, lanes, bit % LANES, r4 + bit // LANES, k, thresh, below, size, hist, buf_d,
-                              buf_i, skip, count_only)
-                continue
             noted = hit_lanes[h]
             while noted != 0:  # lanes in order, each lane's rows in index order
                 j = _trailing_zeros(noted)
@@ -614,7 +593,6 @@ def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf
                     rows &= rows - np.uint64(1)
                     _take(db, lanes, j, hit_rows[h] + i, k, thresh, below, size, hist, buf_d, buf_i, skip,
                           count_only)
-    return dense
 
 
 @njit(nogil=True)

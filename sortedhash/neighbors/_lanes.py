@@ -25,13 +25,11 @@ from numba.core import cgutils, config
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-__all__ = ["LANES", "MASK_ROWS", "MAX_WORDS", "SCAN_ROWS", "WIDEST", "lane_popcount_pass", "rows_below",
-           "scan_hits", "scan_masks"]
+__all__ = ["LANES", "MAX_WORDS", "SCAN_ROWS", "WIDEST", "lane_popcount_pass", "rows_below", "scan_hits"]
 
 LANES = 16  # queries a vector group
 SCAN_ROWS = 16  # rows a step of scan_hits: one compare with the thresholds a step
 WIDEST = 8  # widest codes, in 64-bit words, the intrinsics take
-MASK_ROWS = 4  # rows a word of scan_masks' masks: 4 x 16 lanes = 64 bits
 PREFETCH_ROWS = 256  # rows ahead the scan asks for (2 KiB of a word): a group alone streams its rows
 
 
@@ -172,27 +170,10 @@ def _splat(builder, value):
     return builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
 
 
-def _row_masks(builder, gen, lanes, limit, r, hit_masks, n):
-    """Store the step's rows under the thresholds at ``hit_masks[n]``: word ``m`` has bit
-    ``i * LANES + j`` set where row ``r + m * MASK_ROWS + i`` is at distance ``< limit[j]``
-    from lane ``j``'s query. Returns the words ORed (non-zero: some row is under)."""
-    any_bits = ir.Constant(_I64, 0)
-    for m in range(SCAN_ROWS // MASK_ROWS):
-        bits = ir.Constant(_I64, 0)
-        for i in range(MASK_ROWS):
-            d = gen.distances(lanes, builder.add(r, ir.Constant(_I64, m * MASK_ROWS + i)))
-            row_bits = _lane_bits(builder, builder.icmp_signed("<", d, limit))
-            bits = builder.or_(bits, builder.shl(row_bits, ir.Constant(_I64, LANES * i)))
-        slot = builder.add(builder.mul(n, ir.Constant(_I64, SCAN_ROWS // MASK_ROWS)), ir.Constant(_I64, m))
-        builder.store(bits, builder.gep(hit_masks, [slot]))
-        any_bits = builder.or_(any_bits, bits)
-    return any_bits
-
-
 class _StepLoop:
-    """The loop :func:`scan_hits` and :func:`scan_masks` share: steps ``r = start, start +
-    SCAN_ROWS, ...`` before ``stop``, with ``n`` the steps noted so far (both phis), the
-    lanes' queries and thresholds, the output arrays, and the rows asked for ahead."""
+    """The loop of :func:`scan_hits`: steps ``r = start, start + SCAN_ROWS, ...`` before
+    ``stop``, with ``n`` the steps noted so far (both phis), the lanes' queries and
+    thresholds, the output arrays, and the rows asked for ahead."""
 
     def __init__(self, context, builder, signature, args, n_words, name):
         self.builder = builder
@@ -202,7 +183,7 @@ class _StepLoop:
         rows_array = context.make_array(signature.args[6])(context, builder, args[6])
         self.rows = rows_array.data
         self.capacity = cgutils.unpack_tuple(builder, rows_array.shape, 1)[0]
-        self.masks = context.make_array(signature.args[7])(context, builder, args[7]).data
+        self.lanes_hit = context.make_array(signature.args[7])(context, builder, args[7]).data
         self.stop = args[2]
         self.before, self.loop, self.done, self.r = _open_loop(builder, args[1], self.stop, name)
         self.n = builder.phi(_I64)
@@ -210,12 +191,6 @@ class _StepLoop:
         # A group alone streams its rows from memory: ask for them a few steps ahead.
         for line in range(0, SCAN_ROWS, 8):  # a 64-byte line holds 8 rows of a word
             self.gen.prefetch(builder.add(self.r, ir.Constant(_I64, PREFETCH_ROWS + line)))
-
-    def note_masks(self):
-        """Write this step's masks and first row at slot ``n``; returns the masks ORed."""
-        any_bits = _row_masks(self.builder, self.gen, self.lanes, self.limit, self.r, self.masks, self.n)
-        self.builder.store(self.r, self.builder.gep(self.rows, [self.n]))
-        return any_bits
 
     def close(self, count):
         """Go on to the next step with ``count`` steps noted, unless the rows end or the
@@ -234,18 +209,16 @@ class _StepLoop:
         return result
 
 
-def _hits_signature(db, queries, thresh, n_words, hit_rows, notes, note_dims):
-    """Typing checks and signature of :func:`scan_hits` (``note_dims`` 1: a lane mask a step)
-    and :func:`scan_masks` (2: four row x lane masks a step)."""
+def _hits_signature(db, queries, thresh, n_words, hit_rows, hit_lanes):
+    """Typing checks and signature of :func:`scan_hits`."""
     _check(db, queries, thresh, n_words)
     if not (isinstance(hit_rows, types.Array) and hit_rows.ndim == 1 and hit_rows.dtype == types.int64
             and hit_rows.layout == "C"):
         raise TypingError("hit_rows must be a C-contiguous 1-D int64 array")
-    if not (isinstance(notes, types.Array) and notes.ndim == note_dims and notes.dtype == types.uint64
-            and notes.layout == "C"):
-        shape = "(len(hit_rows),)" if note_dims == 1 else f"(len(hit_rows), {SCAN_ROWS // MASK_ROWS})"
-        raise TypingError(f"the notes must be a C-contiguous {note_dims}-D uint64 array {shape}")
-    return types.int64(db, types.int64, types.int64, queries, thresh, n_words, hit_rows, notes)
+    if not (isinstance(hit_lanes, types.Array) and hit_lanes.ndim == 1 and hit_lanes.dtype == types.uint64
+            and hit_lanes.layout == "C"):
+        raise TypingError("hit_lanes must be a C-contiguous 1-D uint64 array (len(hit_rows),)")
+    return types.int64(db, types.int64, types.int64, queries, thresh, n_words, hit_rows, hit_lanes)
 
 
 @intrinsic
@@ -264,7 +237,7 @@ def scan_hits(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hi
     scan's work in flight, than the store costs every step: 1M random codes, k = 100, 64 bits
     +12 % with one thread and +24 % with two, 256 bits +7 %, 384 bits +11 %; k = 1 and 10
     +5 %, k = 1,000 even (``research/NOTES.md``)."""
-    sig = _hits_signature(db, queries, thresh, n_words, hit_rows, hit_lanes, 1)
+    sig = _hits_signature(db, queries, thresh, n_words, hit_rows, hit_lanes)
 
     def emit(context, builder, signature, args, n_words):
         steps = _StepLoop(context, builder, signature, args, n_words, "hits")
@@ -279,7 +252,7 @@ def scan_hits(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hi
             lowest = d if lowest is None else builder.select(builder.icmp_signed("<", d, lowest), d, lowest)
         bits = _lane_bits(builder, builder.icmp_signed("<", builder.bitcast(lowest, _VECTOR), limit))
         builder.store(r, builder.gep(steps.rows, [n]))
-        builder.store(bits, builder.gep(steps.masks, [n]))
+        builder.store(bits, builder.gep(steps.lanes_hit, [n]))
         some = builder.icmp_unsigned("!=", bits, _ZERO)
         return steps.close(builder.add(n, builder.zext(some, _I64)))
 
@@ -308,26 +281,6 @@ def rows_below(typingctx, db, row, queries, lane, t, n_words):
             count = b.call(gen.ctpop, [b.xor(words, _splat(b, query))])
             total = count if total is None else b.add(total, count)
         return _lane_bits(b, b.icmp_signed("<", total, _splat(b, t)))
-
-    return sig, _per_width(emit, 5)
-
-
-@intrinsic
-def scan_masks(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hit_masks):
-    """:func:`scan_hits` for rows that hit often: each step's row x lane masks are computed
-    in the loop and written at the next slot (``hit_masks[n]``: four words of ``MASK_ROWS``
-    rows x ``LANES`` lanes, bit ``i * LANES + j`` for row ``i`` of the word), which the
-    count moves past when some row is under a threshold. No step is computed twice, for a
-    compare and a store a row where :func:`scan_hits` takes a minimum (1M random codes, one
-    thread, always this against a scan that recomputed the steps that hit: 384 bits
-    k = 1,000 +30 %, 128 bits k = 1,000 +18 %, but 64 bits k = 100 -32 %; ``_kernels``
-    chooses between the two as the hits come)."""
-    sig = _hits_signature(db, queries, thresh, n_words, hit_rows, hit_masks, 2)
-
-    def emit(context, builder, signature, args, n_words):
-        steps = _StepLoop(context, builder, signature, args, n_words, "masks")
-        some = builder.icmp_unsigned("!=", steps.note_masks(), _ZERO)
-        return steps.close(builder.add(steps.n, builder.zext(some, _I64)))
 
     return sig, _per_width(emit, 5)
 

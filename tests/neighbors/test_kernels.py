@@ -142,22 +142,18 @@ def test_thresholds_are_sampled_for_many_neighbours_in_large_databases():
 
 
 @njit
-def _noted_steps(db, start, stop, queries, thresh, capacity, dense):
-    """Every step scan_hits (or scan_masks) notes over [start, stop), resuming as the kernel
-    does, with its note: the lane mask (or the four row x lane masks)."""
+def _noted_steps(db, start, stop, queries, thresh, capacity):
+    """Every step scan_hits notes over [start, stop), resuming as the kernel does, with its
+    note: the lane mask."""
     hit_rows = np.empty(capacity, dtype=np.int64)
     hit_lanes = np.empty(capacity, dtype=np.uint64)
-    hit_masks = np.empty((capacity, _lanes.SCAN_ROWS // _lanes.MASK_ROWS), dtype=np.uint64)
     rows, notes = [], []
     r = start
     while r < stop:
-        if dense:
-            n = _lanes.scan_masks(db, r, stop, queries, thresh, db.shape[0], hit_rows, hit_masks)
-        else:
-            n = _lanes.scan_hits(db, r, stop, queries, thresh, db.shape[0], hit_rows, hit_lanes)
+        n = _lanes.scan_hits(db, r, stop, queries, thresh, db.shape[0], hit_rows, hit_lanes)
         for h in range(n):
             rows.append(hit_rows[h])
-            notes.append(hit_masks[h].copy() if dense else hit_lanes[h:h + 1].copy())
+            notes.append(hit_lanes[h])
         r = hit_rows[n - 1] + _lanes.SCAN_ROWS if n == capacity else stop
     return rows, notes
 
@@ -181,24 +177,20 @@ def _lane_scan_case(n_words):
 
 @pytest.mark.parametrize("n_words", [1, 2, 5, 8])
 @pytest.mark.parametrize("capacity", [1, 3, 64])
-@pytest.mark.parametrize("dense", [False, True])
-def test_scan_notes_every_step_with_a_row_under_a_threshold(n_words, capacity, dense):
+def test_scan_notes_every_step_with_a_row_under_a_threshold(n_words, capacity):
     # The scan's only output: which steps hold a (row, lane) under the lane's threshold, with
-    # the mask of those lanes (scan_hits) or of those (row, lane) pairs (scan_masks), against
-    # numpy; full buffers make the caller resume.
+    # the mask of those lanes, against numpy; full buffers make the caller resume.
     db, queries, full, thresh = _lane_scan_case(n_words)
     steps = len(db) // _lanes.SCAN_ROWS
     lanes = np.ascontiguousarray(pack_words(queries))  # (words, LANES): a query a lane
     start = 2 * _lanes.SCAN_ROWS
-    rows, notes = _noted_steps(pack_words(db), start, len(db), lanes, thresh, capacity, dense)
+    rows, notes = _noted_steps(pack_words(db), start, len(db), lanes, thresh, capacity)
     below = (full < thresh[:, None]).T.reshape(steps, _lanes.SCAN_ROWS, _lanes.LANES)[2:]  # step, row, lane
     expected_rows = start + _lanes.SCAN_ROWS * np.flatnonzero(below.any(axis=(1, 2)))
     assert len(expected_rows) > 3  # the buffers fill (capacity 1 and 3)
     np.testing.assert_array_equal(rows, expected_rows)
-    for r, note in zip(rows, notes):
-        step = below[(r - start) // _lanes.SCAN_ROWS]
-        expected = _bits(step.reshape(-1, _lanes.MASK_ROWS * _lanes.LANES)) if dense else [_bits(step.any(axis=0))]
-        np.testing.assert_array_equal(note, expected)
+    expected = [_bits(below[(r - start) // _lanes.SCAN_ROWS].any(axis=0)) for r in rows]
+    np.testing.assert_array_equal(np.array(notes, dtype=np.uint64), np.array(expected, dtype=np.uint64))
 
 
 @njit
@@ -220,35 +212,10 @@ def test_rows_below_finds_a_lanes_rows_under_its_threshold(n_words):
     assert masks[:, 5].tolist() == [2**16 - 1] * masks.shape[0] and not masks[:, 3].any()
 
 
-@pytest.mark.parametrize("n_words", [1, 6])
-def test_lane_scan_turns_to_computing_every_steps_masks_while_steps_often_hit(n_words):
-    # A group scanned with thresholds that every row is under (each step hits; k = all rows,
-    # so they never tighten) ends scanning every step's masks; with thresholds no row is
-    # under, scanning minima.
-    rng = np.random.default_rng(n_words)
-    n = 40 * _lanes.SCAN_ROWS
-    db = pack_words(_codes(rng, n, 8 * n_words))
-    lanes = np.ascontiguousarray(pack_words(_codes(rng, _lanes.LANES, 8 * n_words)))
-    k, n_bits = n, 64 * n_words
-    for limit, dense in [(n_bits + 1, True), (0, False)]:
-        for start_dense in (False, True):
-            thresh = np.full(_lanes.LANES, limit, dtype=np.int64)
-            size = np.zeros(_lanes.LANES, dtype=np.int64)
-            below = np.zeros(_lanes.LANES, dtype=np.int64)
-            hist = np.zeros((_lanes.LANES, n_bits + 1), dtype=np.int64)
-            buf = np.empty((_lanes.LANES, _kernels._lane_capacity(k)), dtype=np.int64)
-            skip = np.full(_lanes.LANES, -1, dtype=np.int64)
-            hit_rows = np.empty(8, dtype=np.int64)
-            hit_lanes = np.empty(8, dtype=np.uint64)
-            hit_masks = np.empty((8, _lanes.SCAN_ROWS // _lanes.MASK_ROWS), dtype=np.uint64)
-            assert _kernels._scan_lane_group(db, 0, n, k, lanes, thresh, below, size, hist, buf, buf.copy(),
-                                             skip, hit_rows, hit_lanes, hit_masks, False, start_dense) == dense
-
-
 @pytest.mark.parametrize("n_bytes", [8, 48])
 def test_lane_kernel_gives_the_stable_sort_where_most_rows_enter_a_top_k(n_bytes):
-    # k a sixth of the rows: most steps hold a row under some threshold, so the scan computes
-    # every step's masks for much of the way (and minima where the hits thin out).
+    # k a sixth of the rows: most steps hold a row under some threshold, and most calls of
+    # the scan stop at a full buffer of noted steps.
     rng = np.random.default_rng(n_bytes)
     n = 3 * _kernels._LANE_BLOCK_WORDS // (n_bytes // 8) + 57
     db = _codes(rng, n, n_bytes, 500)
