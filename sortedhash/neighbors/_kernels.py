@@ -417,7 +417,7 @@ def _sample_rank(k, n_rows):
         return 0
     _, chunk = _sample_layout(n_rows - n_rows % SCAN_ROWS)
     expected = k * _SAMPLE_CHUNKS * chunk / n_rows  # rows of the final top k in the sample
-    rank = min(-(-2 * k * _SAMPLE_CHUNKS * chunk // n_rows), math.ceil(expected + 4 * math.sqrt(expected))) + 2
+    rank = math.ceil(min(2 * expected, expected + 4 * math.sqrt(expected))) + 2
     return rank if 2 * rank <= k else 0
 
 

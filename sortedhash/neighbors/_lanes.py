@@ -170,57 +170,6 @@ def _splat(builder, value):
     return builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
 
 
-class _StepLoop:
-    """The loop of :func:`scan_hits`: steps ``r = start, start + SCAN_ROWS, ...`` before
-    ``stop``, with ``n`` the steps noted so far (both phis), the lanes' queries and
-    thresholds, the output arrays, and the rows asked for ahead."""
-
-    def __init__(self, context, builder, signature, args, n_words, name):
-        self.builder = builder
-        self.gen = _Codegen(context, builder, signature, args, n_words)
-        self.lanes = self.gen.load_lanes(context.make_array(signature.args[3])(context, builder, args[3]))
-        self.limit = _thresholds(context, builder, signature.args[4], args[4])
-        rows_array = context.make_array(signature.args[6])(context, builder, args[6])
-        self.rows = rows_array.data
-        self.capacity = cgutils.unpack_tuple(builder, rows_array.shape, 1)[0]
-        self.lanes_hit = context.make_array(signature.args[7])(context, builder, args[7]).data
-        self.stop = args[2]
-        self.before, self.loop, self.done, self.r = _open_loop(builder, args[1], self.stop, name)
-        self.n = builder.phi(_I64)
-        self.n.add_incoming(_ZERO, self.before)
-        # A group alone streams its rows from memory: ask for them a few steps ahead.
-        for line in range(0, SCAN_ROWS, 8):  # a 64-byte line holds 8 rows of a word
-            self.gen.prefetch(builder.add(self.r, ir.Constant(_I64, PREFETCH_ROWS + line)))
-
-    def close(self, count):
-        """Go on to the next step with ``count`` steps noted, unless the rows end or the
-        buffer is full; returns the count noted (zero when there was no step)."""
-        b = self.builder
-        step = b.add(self.r, ir.Constant(_I64, SCAN_ROWS))
-        go_on = b.and_(b.icmp_signed("<", step, self.stop), b.icmp_signed("<", count, self.capacity))
-        last = b.basic_block
-        self.r.add_incoming(step, last)
-        self.n.add_incoming(count, last)
-        b.cbranch(go_on, self.loop, self.done)
-        b.position_at_end(self.done)
-        result = b.phi(_I64)
-        result.add_incoming(_ZERO, self.before)
-        result.add_incoming(count, last)
-        return result
-
-
-def _hits_signature(db, queries, thresh, n_words, hit_rows, hit_lanes):
-    """Typing checks and signature of :func:`scan_hits`."""
-    _check(db, queries, thresh, n_words)
-    if not (isinstance(hit_rows, types.Array) and hit_rows.ndim == 1 and hit_rows.dtype == types.int64
-            and hit_rows.layout == "C"):
-        raise TypingError("hit_rows must be a C-contiguous 1-D int64 array")
-    if not (isinstance(hit_lanes, types.Array) and hit_lanes.ndim == 1 and hit_lanes.dtype == types.uint64
-            and hit_lanes.layout == "C"):
-        raise TypingError("hit_lanes must be a C-contiguous 1-D uint64 array (len(hit_rows),)")
-    return types.int64(db, types.int64, types.int64, queries, thresh, n_words, hit_rows, hit_lanes)
-
-
 @intrinsic
 def scan_hits(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hit_lanes):
     """Scan steps ``start, start + SCAN_ROWS, ...`` (before ``stop``) and note each step
@@ -237,11 +186,26 @@ def scan_hits(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hi
     scan's work in flight, than the store costs every step: 1M random codes, k = 100, 64 bits
     +12 % with one thread and +24 % with two, 256 bits +7 %, 384 bits +11 %; k = 1 and 10
     +5 %, k = 1,000 even (``research/NOTES.md``)."""
-    sig = _hits_signature(db, queries, thresh, n_words, hit_rows, hit_lanes)
+    _check(db, queries, thresh, n_words)
+    for name, array, dtype in (("hit_rows", hit_rows, types.int64), ("hit_lanes", hit_lanes, types.uint64)):
+        if not (isinstance(array, types.Array) and array.ndim == 1 and array.dtype == dtype and array.layout == "C"):
+            raise TypingError(f"{name} must be a C-contiguous 1-D {dtype} array")
+    sig = types.int64(db, types.int64, types.int64, queries, thresh, n_words, hit_rows, hit_lanes)
 
     def emit(context, builder, signature, args, n_words):
-        steps = _StepLoop(context, builder, signature, args, n_words, "hits")
-        gen, lanes, limit, r, n = steps.gen, steps.lanes, steps.limit, steps.r, steps.n
+        gen = _Codegen(context, builder, signature, args, n_words)
+        lanes = gen.load_lanes(context.make_array(signature.args[3])(context, builder, args[3]))
+        limit = _thresholds(context, builder, signature.args[4], args[4])
+        rows_array = context.make_array(signature.args[6])(context, builder, args[6])
+        capacity = cgutils.unpack_tuple(builder, rows_array.shape, 1)[0]
+        lanes_hit = context.make_array(signature.args[7])(context, builder, args[7]).data
+        stop = args[2]
+        before, loop, done, r = _open_loop(builder, args[1], stop, "hits")
+        n = builder.phi(_I64)
+        n.add_incoming(_ZERO, before)
+        # A group alone streams its rows from memory: ask for them a few steps ahead.
+        for line in range(0, SCAN_ROWS, 8):  # a 64-byte line holds 8 rows of a word
+            gen.prefetch(builder.add(r, ir.Constant(_I64, PREFETCH_ROWS + line)))
         # The minimum is taken over 32-bit halves: a distance (< 2**31) leaves the high half
         # of its lane zero, so the halves' minimum is the lanes' minimum, and a 32-bit
         # minimum (vpminsd: one cycle) keeps up with the popcount where the 64-bit one
@@ -251,10 +215,22 @@ def scan_hits(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hi
             d = builder.bitcast(gen.distances(lanes, builder.add(r, ir.Constant(_I64, i))), _HALVES)
             lowest = d if lowest is None else builder.select(builder.icmp_signed("<", d, lowest), d, lowest)
         bits = _lane_bits(builder, builder.icmp_signed("<", builder.bitcast(lowest, _VECTOR), limit))
-        builder.store(r, builder.gep(steps.rows, [n]))
-        builder.store(bits, builder.gep(steps.lanes_hit, [n]))
-        some = builder.icmp_unsigned("!=", bits, _ZERO)
-        return steps.close(builder.add(n, builder.zext(some, _I64)))
+        builder.store(r, builder.gep(rows_array.data, [n]))
+        builder.store(bits, builder.gep(lanes_hit, [n]))
+        count = builder.add(n, builder.zext(builder.icmp_unsigned("!=", bits, _ZERO), _I64))
+
+        # On to the next step unless the rows end or the buffer is full.
+        step = builder.add(r, ir.Constant(_I64, SCAN_ROWS))
+        go_on = builder.and_(builder.icmp_signed("<", step, stop), builder.icmp_signed("<", count, capacity))
+        last = builder.basic_block
+        r.add_incoming(step, last)
+        n.add_incoming(count, last)
+        builder.cbranch(go_on, loop, done)
+        builder.position_at_end(done)
+        noted = builder.phi(_I64)
+        noted.add_incoming(_ZERO, before)  # no step at all
+        noted.add_incoming(count, last)
+        return noted
 
     return sig, _per_width(emit, 5)
 
