@@ -169,7 +169,7 @@ def main():
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--numpy-queries", type=int, default=50, help="queries for the slow numpy reference")
     # Six, not three: on a shared two-core VM one search's time varied by ~15 % between runs
-    # and processes, and best of 3 read 0.76-0.82 of the bound where best of 6 read 0.83-0.85
+    # and processes, and best of 3 read 0.76-0.82 of the bound where best of 6 read 0.83-0.86
     # (1M x 64 bits, k = 100, AMD EPYC; research/NOTES.md).
     parser.add_argument("--repeats", type=int, default=6, help="timed runs of each, alternated; the best counts")
     parser.add_argument("--isa", choices=["native", "avx2"], default="native",
