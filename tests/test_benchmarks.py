@@ -175,6 +175,16 @@ def test_rerank_speed_skips_hnsw_and_nsh_when_given_no_settings():
     assert "HNSW built" not in result.stdout
 
 
+def test_rerank_speed_forces_the_blas_core_only_for_a_misread_cpu():
+    # faiss's OpenBLAS read an Ice Lake Xeon as a Prescott: exact search ran its generic kernel.
+    core_to_force = _load_benchmark("rerank_speed").core_to_force
+    assert core_to_force({"Prescott"}, {"sse3", "avx2", "avx512f"}) == "SkylakeX"
+    assert core_to_force({"Prescott", "SkylakeX"}, {"avx2"}) == "Haswell"
+    assert core_to_force({"SkylakeX"}, {"avx2", "avx512f"}) is None  # read right
+    assert core_to_force({"Zen"}, {"avx2"}) is None
+    assert core_to_force({"Prescott"}, {"sse3"}) is None  # the CPU is as old as it says
+
+
 def test_rerank_speed_mixes_lie_between_real_neighbours():
     pytest.importorskip("faiss")
     enlarge = _load_benchmark("rerank_speed").enlarge
