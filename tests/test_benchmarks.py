@@ -154,6 +154,10 @@ def test_rerank_speed_runs_every_method_against_exact_search(tmp_path):
                                                  "NSH 16 bits + re-ranking", "NSH 16 bits + re-ranking"]
     # Re-ranking every row is exact search: recall 1.
     assert float(table[-1][4]) == 1.0 and float(table[-3][4]) == 1.0 and "fastest setting" in result.stdout
+    # Exact search timed first and last; the faster of the two is the table's reference.
+    start, end = (float(v.replace(",", "")) for v in
+                  re.search(r"exact search: ([\d,]+) q/s at the start, ([\d,]+) at the end", result.stdout).groups())
+    assert abs(float(table[0][3].replace(",", "")) - max(start, end)) <= 1
     with open(tmp_path / "rows.csv") as f:
         assert len(list(csv.DictReader(f))) == len(table)
     assert (tmp_path / "recall_qps.png").exists()
