@@ -126,11 +126,11 @@ def enlarge(real, rows, noise, seed=0, how="noise"):
 
 def timed(fn, repeats=1):
     """(seconds of the fastest of ``repeats`` calls of ``fn``, its result)."""
-    best = None
+    best = np.inf
     for _ in range(repeats):
         start = time.perf_counter()
         out = fn()
-        best = min(best or np.inf, time.perf_counter() - start)
+        best = min(best, time.perf_counter() - start)
     return best, out
 
 
