@@ -278,9 +278,9 @@ def main():
         print(f"NSH {bits} bits: fit {t_fit:.0f} s on {len(train)} rows, encode + index {t_index:.0f} s", flush=True)
 
     # Minutes have passed, and a shared machine's speed drifts: exact search is timed again, and
-    # the faster of the two is the reference, so no ratio gains from a slow start. On one thread
-    # again: by this point faiss searched on two (CPU / wall time 1.99) in runs on one host, with
-    # something in between having reset its OpenMP threads (not yet found).
+    # the faster of the two is the reference, so no ratio gains from a slow start. One thread is
+    # set again and the CPU / wall time printed: until sortedhash kept it from doing so, numba's
+    # first thread start reset faiss's threads to every core (sortedhash/neighbors/_threads.py).
     faiss.omp_set_num_threads(1)
     end_qps, _, end_cpu = exact_search()
     print(f"exact search: {exact_qps:,.0f} q/s at the start, {end_qps:,.0f} at the end (the faster is the reference; "

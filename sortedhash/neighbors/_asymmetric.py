@@ -14,7 +14,8 @@ import numpy as np
 from numba import prange
 
 from ._jit import njit
-from ._kernels import _prefetch_l2, _with_threads
+from ._kernels import _prefetch_l2
+from ._threads import run_on_threads
 
 __all__ = ["best_by_asymmetric_score"]
 
@@ -118,6 +119,6 @@ def best_by_asymmetric_score(codes, scores, candidates, m, n_threads=None):
     """
     candidates = np.ascontiguousarray(candidates, dtype=np.int64)
     out = np.empty((len(candidates), m), dtype=np.int64)
-    _with_threads(n_threads, _best_by_score, codes, np.ascontiguousarray(scores, dtype=np.float64), candidates, m,
+    run_on_threads(n_threads, _best_by_score, codes, np.ascontiguousarray(scores, dtype=np.float64), candidates, m,
                   out)
     return out

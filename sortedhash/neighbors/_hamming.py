@@ -522,8 +522,12 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
     def _faiss_knn(self, queries, k, self_query):
         import faiss
 
+        previous = faiss.omp_get_max_threads()  # the caller's setting, set back after
         faiss.omp_set_num_threads(self._threads)
-        dist, ind = self._index.search(queries, k + int(self_query))
+        try:
+            dist, ind = self._index.search(queries, k + int(self_query))
+        finally:
+            faiss.omp_set_num_threads(previous)
         dist, ind = dist.astype(np.int64), ind.astype(np.int64)
         if self_query:
             keep = ind != np.arange(len(queries))[:, None]

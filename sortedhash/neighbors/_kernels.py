@@ -33,6 +33,7 @@ from numba.extending import intrinsic
 
 from ._jit import njit
 from ._lanes import LANES, MAX_WORDS, SCAN_ROWS, WIDEST, rows_below, scan_hits
+from ._threads import numba_threads, run_on_threads
 
 __all__ = ["pack_words", "knn_search", "kth_over_first_rows", "radius_search"]
 
@@ -653,24 +654,13 @@ def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, l
         raise ValueError(f"the lane kernel takes codes of up to {WIDEST} words, not {db_words.shape[0]}")
     args = (db_words, np.ascontiguousarray(query_words), k, n_bits, exclude, out_idx, out_dist)
     if lanes:
-        threads = numba.get_num_threads() if n_threads is None else n_threads
+        threads = numba_threads() if n_threads is None else n_threads
         threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
-        _with_threads(n_threads, _knn_lanes, *args, _lane_part_size(n_queries, k, threads, db_words.nbytes),
+        run_on_threads(n_threads, _knn_lanes, *args, _lane_part_size(n_queries, k, threads, db_words.nbytes),
                       _sample_rank(k, db_words.shape[1]))
     else:
-        _with_threads(n_threads, _knn, *args)
+        run_on_threads(n_threads, _knn, *args)
     return out_dist, out_idx
-
-
-def _with_threads(n_threads, kernel, *args):
-    """Run ``kernel(*args)`` on ``n_threads`` numba threads (None: numba's current setting)."""
-    previous = numba.get_num_threads()
-    if n_threads is not None:
-        numba.set_num_threads(min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
-    try:
-        kernel(*args)
-    finally:
-        numba.set_num_threads(previous)
 
 
 @njit(parallel=True, nogil=True)
@@ -773,12 +763,12 @@ def radius_search(db_words, query_words, radius, n_bits, exclude=None, sort_resu
     query_words = np.ascontiguousarray(query_words)
     radius = min(int(radius), n_bits)
     counts = np.zeros(n_queries, dtype=np.int64)
-    _with_threads(n_threads, _radius_count, db_words, query_words, radius, exclude, counts)
+    run_on_threads(n_threads, _radius_count, db_words, query_words, radius, exclude, counts)
     offsets = np.zeros(n_queries + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     idx = np.empty(offsets[-1], dtype=np.int64)
     dist = np.empty(offsets[-1], dtype=np.int64)
-    _with_threads(n_threads, _radius_fill, db_words, query_words, radius, exclude, offsets, idx, dist)
+    run_on_threads(n_threads, _radius_fill, db_words, query_words, radius, exclude, offsets, idx, dist)
     if sort_results:
-        _with_threads(n_threads, _sort_by_distance, offsets, idx, dist, radius)
+        run_on_threads(n_threads, _sort_by_distance, offsets, idx, dist, radius)
     return offsets, dist, idx

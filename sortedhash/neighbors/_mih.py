@@ -29,7 +29,8 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from ._jit import njit
-from ._kernels import _popcount, _prefetch, _sort_by_distance, _with_threads
+from ._kernels import _popcount, _prefetch, _sort_by_distance
+from ._threads import run_on_threads
 
 __all__ = ["MultiIndex", "build_multi_index", "extend_multi_index", "auto_n_substrings", "mih_knn", "mih_radius",
            "SCAN_CODES_PER_WORK", "probe_count"]
@@ -523,7 +524,7 @@ def mih_knn(db_words, index, query_words, k, exclude=None, budget=None, n_thread
     out_idx = np.empty((n_queries, k), dtype=np.int64)
     work = np.zeros(n_queries, dtype=np.int64)
     budget = np.iinfo(np.int64).max if budget is None else int(budget)
-    _with_threads(n_threads, _knn, db_words, np.ascontiguousarray(query_words), k, _arrays(index),
+    run_on_threads(n_threads, _knn, db_words, np.ascontiguousarray(query_words), k, _arrays(index),
                   _binomials(int(index.lengths.max())), exclude, budget, out_dist, out_idx, work)
     return out_dist, out_idx, work
 
@@ -559,13 +560,13 @@ def mih_radius(db_words, index, query_words, radius, n_bits, exclude=None, sort_
     arrays, binomials = _arrays(index), _binomials(int(index.lengths.max()))
     offsets = np.zeros(n_queries + 1, dtype=np.int64)
     empty = np.empty(0, dtype=np.int64)
-    _with_threads(n_threads, _radius, db_words, query_words, radius, arrays, binomials, exclude, offsets, empty,
+    run_on_threads(n_threads, _radius, db_words, query_words, radius, arrays, binomials, exclude, offsets, empty,
                   False)
     np.cumsum(offsets, out=offsets)
     items = np.empty(offsets[-1], dtype=np.int64)
-    _with_threads(n_threads, _radius, db_words, query_words, radius, arrays, binomials, exclude, offsets, items,
+    run_on_threads(n_threads, _radius, db_words, query_words, radius, arrays, binomials, exclude, offsets, items,
                   True)
     dist, idx = items & 0xFFFF, items >> 16
     if sort_results:
-        _with_threads(n_threads, _sort_by_distance, offsets, idx, dist, radius)
+        run_on_threads(n_threads, _sort_by_distance, offsets, idx, dist, radius)
     return offsets, dist, idx

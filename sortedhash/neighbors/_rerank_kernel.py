@@ -12,7 +12,8 @@ import numpy as np
 from numba import prange
 
 from ._jit import njit
-from ._kernels import _prefetch_l2, _with_threads
+from ._kernels import _prefetch_l2
+from ._threads import run_on_threads
 
 __all__ = ["rerank"]
 
@@ -132,6 +133,6 @@ def rerank(X, squared_norms, queries, candidates, k, metric, n_threads=None):
     n_queries = len(queries)
     out_dist = np.empty((n_queries, k))
     out_ind = np.empty((n_queries, k), dtype=np.int64)
-    _with_threads(n_threads, _rerank, X, squared_norms, np.ascontiguousarray(queries, dtype=np.float64),
+    run_on_threads(n_threads, _rerank, X, squared_norms, np.ascontiguousarray(queries, dtype=np.float64),
                   np.ascontiguousarray(candidates, dtype=np.int64), k, metric == "cosine", out_dist, out_ind)
     return out_dist, out_ind

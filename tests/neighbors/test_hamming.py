@@ -199,6 +199,18 @@ def test_n_jobs_follows_scikit_learns_convention():
         np.testing.assert_array_equal(a, b)
 
 
+def test_faiss_backend_leaves_faiss_threads_as_the_user_set_them():
+    faiss = pytest.importorskip("faiss")
+    db = _codes(300, 8)
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(3)
+    try:
+        HammingNeighbors(n_neighbors=7, backend="faiss", n_jobs=1).fit(db).kneighbors(db[:40])
+        assert faiss.omp_get_max_threads() == 3
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
 @pytest.mark.parametrize("params, name", [(dict(backend="gpu"), "backend"), (dict(n_jobs="all"), "n_jobs"),
                                           (dict(n_neighbors=0), "n_neighbors"), (dict(radius=-2), "radius")])
 def test_invalid_parameters_name_the_parameter(params, name):
