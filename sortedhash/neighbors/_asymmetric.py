@@ -120,5 +120,5 @@ def best_by_asymmetric_score(codes, scores, candidates, m, n_threads=None):
     candidates = np.ascontiguousarray(candidates, dtype=np.int64)
     out = np.empty((len(candidates), m), dtype=np.int64)
     run_on_threads(n_threads, _best_by_score, codes, np.ascontiguousarray(scores, dtype=np.float64), candidates, m,
-                  out)
+                   out)
     return out

@@ -657,7 +657,7 @@ def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, l
         threads = numba_threads() if n_threads is None else n_threads
         threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
         run_on_threads(n_threads, _knn_lanes, *args, _lane_part_size(n_queries, k, threads, db_words.nbytes),
-                      _sample_rank(k, db_words.shape[1]))
+                       _sample_rank(k, db_words.shape[1]))
     else:
         run_on_threads(n_threads, _knn, *args)
     return out_dist, out_idx

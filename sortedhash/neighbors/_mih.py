@@ -525,7 +525,7 @@ def mih_knn(db_words, index, query_words, k, exclude=None, budget=None, n_thread
     work = np.zeros(n_queries, dtype=np.int64)
     budget = np.iinfo(np.int64).max if budget is None else int(budget)
     run_on_threads(n_threads, _knn, db_words, np.ascontiguousarray(query_words), k, _arrays(index),
-                  _binomials(int(index.lengths.max())), exclude, budget, out_dist, out_idx, work)
+                   _binomials(int(index.lengths.max())), exclude, budget, out_dist, out_idx, work)
     return out_dist, out_idx, work
 
 
@@ -561,11 +561,11 @@ def mih_radius(db_words, index, query_words, radius, n_bits, exclude=None, sort_
     offsets = np.zeros(n_queries + 1, dtype=np.int64)
     empty = np.empty(0, dtype=np.int64)
     run_on_threads(n_threads, _radius, db_words, query_words, radius, arrays, binomials, exclude, offsets, empty,
-                  False)
+                   False)
     np.cumsum(offsets, out=offsets)
     items = np.empty(offsets[-1], dtype=np.int64)
     run_on_threads(n_threads, _radius, db_words, query_words, radius, arrays, binomials, exclude, offsets, items,
-                  True)
+                   True)
     dist, idx = items & 0xFFFF, items >> 16
     if sort_results:
         run_on_threads(n_threads, _sort_by_distance, offsets, idx, dist, radius)

@@ -134,5 +134,5 @@ def rerank(X, squared_norms, queries, candidates, k, metric, n_threads=None):
     out_dist = np.empty((n_queries, k))
     out_ind = np.empty((n_queries, k), dtype=np.int64)
     run_on_threads(n_threads, _rerank, X, squared_norms, np.ascontiguousarray(queries, dtype=np.float64),
-                  np.ascontiguousarray(candidates, dtype=np.int64), k, metric == "cosine", out_dist, out_ind)
+                   np.ascontiguousarray(candidates, dtype=np.int64), k, metric == "cosine", out_dist, out_ind)
     return out_dist, out_ind
