@@ -33,12 +33,16 @@ WIDEST = 8  # widest codes, in 64-bit words, the intrinsics take
 PREFETCH_ROWS = 256  # rows ahead the scan asks for (2 KiB of a word): a group alone streams its rows
 
 
-def _max_words():
-    """Widest codes, in 64-bit words, that the lane kernel runs faster (0: never)."""
-    features = config.CPU_FEATURES  # numba's NUMBA_CPU_FEATURES; None: it compiles with the host's
+def _target_features():
+    """The CPU features numba compiles for (NUMBA_CPU_FEATURES, else the host's)."""
+    features = config.CPU_FEATURES  # None: numba compiles with the host's
     if features is None:
         features = llvm.get_host_cpu_features().flatten()
-    enabled = {f[1:] for f in features.split(",") if f.startswith("+")}
+    return {f[1:] for f in features.split(",") if f.startswith("+")}
+
+
+def _max_words(enabled):
+    """Widest codes, in 64-bit words, that the lane kernel runs faster (0: never)."""
     if "avx512f" in enabled:
         return 8  # 32 vector registers: eight words of sixteen lanes take sixteen of them
     if "avx2" in enabled:
@@ -46,7 +50,10 @@ def _max_words():
     return 0  # not measured elsewhere
 
 
-MAX_WORDS = _max_words()
+MAX_WORDS = _max_words(_target_features())
+# A step's sixteen distances reduced as a balanced tree (all sixteen live at once) where 32
+# vector registers hold them; as a chain with AVX2's sixteen (the tree spills there).
+_TREE = "avx512f" in _target_features()
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -164,6 +171,22 @@ def _lane_bits(builder, flags):
     return builder.zext(builder.bitcast(flags, ir.IntType(LANES)), _I64)
 
 
+def _reduce(combine, values):
+    """``values`` combined by ``combine``: a balanced tree with AVX-512, a chain with AVX2
+    (:data:`_TREE`). LLVM keeps a chain of selects as written, and sixteen one-cycle
+    minimums in a chain are sixteen cycles of latency a step, in a tree four: measured (1M
+    random codes, k = 100, one thread, AMD EPYC Zen 5, ``research/NOTES.md``) +3-4 % at 64
+    bits, even at 128-256 bits and at k = 1; with AVX2 code the tree ran 8-9 % slower."""
+    if not _TREE:
+        out = values[0]
+        for value in values[1:]:
+            out = combine(out, value)
+        return out
+    while len(values) > 1:
+        values = [combine(a, b) for a, b in zip(values[::2], values[1::2])] + values[len(values) // 2 * 2:]
+    return values[0]
+
+
 def _splat(builder, value):
     """<16 x i64> with ``value`` (i64) in every lane."""
     vector = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), value, ir.Constant(_I32, 0))
@@ -210,10 +233,9 @@ def scan_hits(typingctx, db, start, stop, queries, thresh, n_words, hit_rows, hi
         # of its lane zero, so the halves' minimum is the lanes' minimum, and a 32-bit
         # minimum (vpminsd: one cycle) keeps up with the popcount where the 64-bit one
         # (vpminsq: three cycles, one port) ran the scan at ~0.77 of the popcount pass.
-        lowest = None
-        for i in range(SCAN_ROWS):
-            d = builder.bitcast(gen.distances(lanes, builder.add(r, ir.Constant(_I64, i))), _HALVES)
-            lowest = d if lowest is None else builder.select(builder.icmp_signed("<", d, lowest), d, lowest)
+        distances = [builder.bitcast(gen.distances(lanes, builder.add(r, ir.Constant(_I64, i))), _HALVES)
+                     for i in range(SCAN_ROWS)]
+        lowest = _reduce(lambda a, c: builder.select(builder.icmp_signed("<", a, c), a, c), distances)
         bits = _lane_bits(builder, builder.icmp_signed("<", builder.bitcast(lowest, _VECTOR), limit))
         builder.store(r, builder.gep(rows_array.data, [n]))
         builder.store(bits, builder.gep(lanes_hit, [n]))
@@ -278,12 +300,12 @@ def lane_popcount_pass(typingctx, db, start, stop, queries, n_words):
         before, loop, done, r = _open_loop(builder, start, stop, "pass")
         acc = builder.phi(_VECTOR)
         acc.add_incoming(zero, before)
-        # Each step's distances are summed afresh, then XORed into the result: summed
-        # straight into it, LLVM chains every add of the block on one register, and the
-        # pass ran ~20 % slower than the scan with k = 1 (1M x 64 bits, AVX-512, AMD EPYC).
-        step_sum = gen.distances(lanes, r)
-        for i in range(1, SCAN_ROWS):
-            step_sum = builder.add(step_sum, gen.distances(lanes, builder.add(r, ir.Constant(_I64, i))))
+        # Each step's distances are summed afresh (reduced as the scan reduces them), then
+        # XORed into the result: summed straight into it, LLVM chains every add of the block
+        # on one register, and the pass ran ~20 % slower than the scan with k = 1 (1M x 64
+        # bits, AVX-512, AMD EPYC).
+        step_sum = _reduce(builder.add, [gen.distances(lanes, builder.add(r, ir.Constant(_I64, i)))
+                                         for i in range(SCAN_ROWS)])
         total = builder.xor(acc, step_sum)
         for line in range(0, SCAN_ROWS, 8):  # the scan's prefetch (memory, not popcounts, would bound it)
             gen.prefetch(builder.add(r, ir.Constant(_I64, PREFETCH_ROWS + line)))

@@ -240,7 +240,17 @@ def test_lane_kernel_refuses_codes_over_eight_words():
 ])
 def test_lane_kernel_width_follows_the_compile_target(monkeypatch, features, words):
     monkeypatch.setattr(config, "CPU_FEATURES", features)
-    assert _lanes._max_words() == words
+    assert _lanes._max_words(_lanes._target_features()) == words
+
+
+@pytest.mark.parametrize("tree", [False, True])
+@pytest.mark.parametrize("n_values", [1, 2, 5, 16])
+def test_step_reduction_combines_every_value_in_order(monkeypatch, tree, n_values):
+    # A tree (AVX-512) or a chain (AVX2) of the step's distances: either way each value
+    # once, left to right (string concatenation shows a value lost, doubled or moved).
+    monkeypatch.setattr(_lanes, "_TREE", tree)
+    values = [chr(ord("a") + i) for i in range(n_values)]
+    assert _lanes._reduce(lambda a, b: a + b, values) == "".join(values)
 
 
 @pytest.mark.parametrize("n_bytes", [1, 8, 16, 40])
