@@ -50,10 +50,11 @@ def _max_words(enabled):
     return 0  # not measured elsewhere
 
 
-MAX_WORDS = _max_words(_target_features())
+_FEATURES = _target_features()
+MAX_WORDS = _max_words(_FEATURES)
 # A step's sixteen distances reduced as a balanced tree (all sixteen live at once) where 32
 # vector registers hold them; as a chain with AVX2's sixteen (the tree spills there).
-_TREE = "avx512f" in _target_features()
+_TREE = "avx512f" in _FEATURES
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
