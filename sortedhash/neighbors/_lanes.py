@@ -18,6 +18,8 @@ widest measured) with AVX-512 and at one word only with AVX2. :data:`MAX_WORDS` 
 for.
 """
 
+import functools
+
 import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
@@ -176,13 +178,10 @@ def _reduce(combine, values):
     """``values`` combined by ``combine``: a balanced tree with AVX-512, a chain with AVX2
     (:data:`_TREE`). LLVM keeps a chain of selects as written, and sixteen one-cycle
     minimums in a chain are sixteen cycles of latency a step, in a tree four: measured (1M
-    random codes, k = 100, one thread, AMD EPYC Zen 5, ``research/NOTES.md``) +3-4 % at 64
-    bits, even at 128-256 bits and at k = 1; with AVX2 code the tree ran 8-9 % slower."""
+    random codes, k = 100, one thread, AMD EPYC Zen 5, ``research/NOTES.md``) +3-5 % at 64
+    bits, even at 128-384 bits and at k = 1; with AVX2 code the tree ran 8-9 % slower."""
     if not _TREE:
-        out = values[0]
-        for value in values[1:]:
-            out = combine(out, value)
-        return out
+        return functools.reduce(combine, values)
     while len(values) > 1:
         values = [combine(a, b) for a, b in zip(values[::2], values[1::2])] + values[len(values) // 2 * 2:]
     return values[0]
