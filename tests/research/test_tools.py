@@ -148,3 +148,32 @@ def test_mih_ab_searches_saved_codes_memory_mapped(tmp_path):
     rows, _ = _run_mih_ab(tmp_path, ("_BATCH = 64", "_BATCH = 16"), "--codes", str(tmp_path / "codes.npy"),
                        "--queries", str(tmp_path / "queries.npy"), "--mmap")
     assert len(rows) == 1 and rows[0].endswith("same results: True")
+
+
+def test_sample_rank_model_replays_the_kernels_sample_and_rule():
+    from sortedhash.neighbors import _kernels
+
+    model = load_script("research", "sample_rank_model")
+    n_rows = 1_000_003
+    spacing, run = _kernels._sample_layout(n_rows - n_rows % 16)
+    expected = np.concatenate([np.arange(c * spacing, c * spacing + run) for c in range(_kernels._SAMPLE_CHUNKS)])
+    np.testing.assert_array_equal(model.sample_rows(n_rows, 32), expected)
+
+    # The rule by hand: k = 2 over distances 5 9 3 7 3 1 (start 10): 5 and 9 are offered,
+    # the threshold drops to 9 (two rows under 10); 3 is offered and it drops to 5; 7 is
+    # refused; 3 is offered and it drops to 3 (row 4, the last drop); 1 is offered (alone
+    # under 3: no drop).
+    dist = np.array([5, 9, 3, 7, 3, 1])
+    t, offered, drop = model.offer_in_order(dist, np.arange(6), 2, 10)
+    assert (t, offered, drop) == (3, 5, 4)
+
+    rng = np.random.default_rng(1)
+    db = rng.integers(0, 2**64, (4096, 1), dtype=np.uint64)
+    queries = rng.integers(0, 2**64, (8, 1), dtype=np.uint64)
+    out = np.zeros((8, 3), np.int64)
+    model.replay(db, queries, np.arange(0, 4096, 8), 3, 20, False, out)
+    for q in range(8):
+        d = np.array([bin(int(x) ^ int(queries[q, 0])).count("1") for x in db[:, 0]])
+        third = np.sort(d[::8])[2]
+        assert out[q, 2] == ((d <= third).sum() < 20)  # short: fewer than k rows within the start
+        assert out[q, 1] >= min(20, (d <= third).sum())  # the scan offers at least the final top k
