@@ -56,42 +56,18 @@ def offer_in_order(dist, rows, k, start):
     return t, offered, drop
 
 
-@numba.njit
-def popcount64(x):
-    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
-
-
-@numba.njit
-def distances(db, query, out):
-    for i in range(db.shape[0]):
-        d = 0
-        for w in range(db.shape[1]):
-            d += popcount64(db[i, w] ^ query[w])
-        out[i] = d
-
-
-@numba.njit
 def replay(db, queries, sample, rank, k, ties, out):
     """For each query: rows offered in the sample and in the scan, and whether it comes up
     short (fewer than k rows within the start threshold)."""
     n_bits = 64 * db.shape[1]
-    dist = np.empty(db.shape[0], np.int64)
     every = np.arange(db.shape[0])
-    for q in range(queries.shape[0]):
-        distances(db, queries[q], dist)
+    for q, query in enumerate(queries):
+        dist = np.bitwise_count(db ^ query).sum(axis=1, dtype=np.int64)
         t, in_sample, drop = offer_in_order(dist, sample, rank, n_bits + 1)
         if ties and drop >= 0:  # rows at distance t after the drop row are refused
-            for row in range(drop + 1, db.shape[0]):
-                if dist[row] == t:
-                    dist[row] = n_bits + 1
+            dist[drop + 1:][dist[drop + 1:] == t] = n_bits + 1
         _, in_scan, _ = offer_in_order(dist, every, k, t + 1)
-        within = 0
-        for row in range(db.shape[0]):
-            within += dist[row] <= t
-        out[q, 0], out[q, 1], out[q, 2] = in_sample, in_scan, within < k
+        out[q] = in_sample, in_scan, np.count_nonzero(dist <= t) < k
 
 
 def main():
