@@ -56,11 +56,12 @@ def offer_in_order(dist, rows, k, start):
     return t, offered, drop
 
 
-def replay(db, queries, sample, rank, k, ties, out):
-    """For each query: rows offered in the sample and in the scan, and whether it comes up
-    short (fewer than k rows within the start threshold)."""
+def replay(db, queries, sample, rank, k, ties=False):
+    """(n_queries, 3): for each query, the rows offered in the sample and in the scan, and
+    whether it comes up short (fewer than k rows within the start threshold)."""
     n_bits = 64 * db.shape[1]
     every = np.arange(db.shape[0])
+    out = np.zeros((len(queries), 3), np.int64)
     for q, query in enumerate(queries):
         dist = np.bitwise_count(db ^ query).sum(axis=1, dtype=np.int64)
         t, in_sample, drop = offer_in_order(dist, sample, rank, n_bits + 1)
@@ -68,6 +69,7 @@ def replay(db, queries, sample, rank, k, ties, out):
             dist[drop + 1:][dist[drop + 1:] == t] = n_bits + 1
         _, in_scan, _ = offer_in_order(dist, every, k, t + 1)
         out[q] = in_sample, in_scan, np.count_nonzero(dist <= t) < k
+    return out
 
 
 def main():
@@ -85,14 +87,13 @@ def main():
     rng = np.random.default_rng(0)
     db = rng.integers(0, 2**64, (args.rows, args.bits // 64), dtype=np.uint64)
     queries = rng.integers(0, 2**64, (args.queries, args.bits // 64), dtype=np.uint64)
-    print(f"{args.rows} random {args.bits}-bit codes, k = {args.k}, {args.queries} queries; cost = bound x (1 + "
-          f"sample share) + offers x {args.offer_ns} ns + a group's scan a short query")
+    print(f"{args.rows} random {args.bits}-bit codes, k = {args.k}, {args.queries} queries; cost a query = bound x "
+          f"(1 + sample share) + offers x {args.offer_ns} ns + bound x P(one of its group of 16 is short)")
     for stride in args.strides:
         sample = sample_rows(args.rows, stride)
         for ties in (False, True) if args.ties else (False,):
             for rank in args.ranks:
-                out = np.zeros((args.queries, 3), np.int64)
-                replay(db, queries, sample, rank, args.k, ties, out)
+                out = replay(db, queries, sample, rank, args.k, ties)
                 offered = out[:, :2].mean(axis=0)
                 short = out[:, 2].mean()
                 cost = (args.bound_us * (1 + len(sample) / args.rows) + args.offer_ns * offered.sum() / 1000

@@ -170,10 +170,16 @@ def test_sample_rank_model_replays_the_kernels_sample_and_rule():
     rng = np.random.default_rng(1)
     db = rng.integers(0, 2**64, (4096, 1), dtype=np.uint64)
     queries = rng.integers(0, 2**64, (8, 1), dtype=np.uint64)
-    out = np.zeros((8, 3), np.int64)
-    model.replay(db, queries, np.arange(0, 4096, 8), 3, 20, False, out)
+    sample = np.arange(0, 4096, 8)
+    plain = model.replay(db, queries, sample, 3, 15)
+    ties = model.replay(db, queries, sample, 3, 15, ties=True)
+    assert (plain[:, 2] != ties[:, 2]).any()  # the finer start leaves some of these queries short
     for q in range(8):
         d = np.array([bin(int(x) ^ int(queries[q, 0])).count("1") for x in db[:, 0]])
-        third = np.sort(d[::8])[2]
-        assert out[q, 2] == ((d <= third).sum() < 20)  # short: fewer than k rows within the start
-        assert out[q, 1] >= min(20, (d <= third).sum())  # the scan offers at least the final top k
+        third = np.sort(d[sample])[2]
+        assert plain[q, 2] == ((d <= third).sum() < 15)  # short: fewer than k rows within the start
+        assert plain[q, 1] >= min(15, (d <= third).sum())  # the scan offers at least the final top k
+        # With ties, the rows at the third distance after the sample's last drop are refused.
+        _, _, drop = model.offer_in_order(d, sample, 3, 65)
+        within = (d < third).sum() + (d[: drop + 1] == third).sum()
+        assert ties[q, 0] == plain[q, 0] and ties[q, 2] == (within < 15)
