@@ -14,6 +14,13 @@ cosine similarities as the teacher:
 - ``kl-clean``: the ``kl`` term on the codes of the clean batch (one more forward pass a
   step), through an NSHNet subclass (the ``net_class`` hook).
 
+With ``--group G`` (G > 1) the training batches are runs of neighbourhoods instead of random
+rows: each epoch partitions the training set into groups of an anchor and ``G - 1`` of its
+``--neighbors`` nearest rows (cosine on the training features), given to skorch's training
+iterator through ``net_kwargs``. A random batch holds about ``batch / N`` of an anchor's
+nearest rows, so the terms see a neighbourhood's order only coarsely; the groups put a few of
+the nearest in every anchor's candidates.
+
 Prints mAP@k and recall@10 among the top 10 / 100 / 1,000 Hamming candidates.
 Run: ``python research/neighbor_terms.py newsgroups --data PATH --cache DIR --term kl --weight 1``.
 """
@@ -23,7 +30,9 @@ import importlib.util
 import pathlib
 import time
 
+import numpy as np
 import torch
+from sklearn.neighbors import NearestNeighbors
 
 from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
@@ -86,6 +95,39 @@ def nsh_with_sorted_term(**options):
     return SortedNeighborNSH
 
 
+class NeighbourGroups(torch.utils.data.Sampler):
+    """An epoch's order: groups of an anchor and up to ``group - 1`` of its neighbours not yet
+    drawn this epoch. Every sample appears once an epoch. ``neighbours`` is (n_samples,
+    n_neighbors). The draw follows torch's random state, so the fit's ``random_state`` fixes it."""
+
+    def __init__(self, neighbours, group):
+        self.neighbours = np.asarray(neighbours)
+        self.group = int(group)
+
+    def __len__(self):
+        return len(self.neighbours)
+
+    def __iter__(self):
+        rng = np.random.default_rng(int(torch.randint(2**31 - 1, ())))
+        used = np.zeros(len(self.neighbours), dtype=bool)
+        order = []
+        for anchor in rng.permutation(len(self.neighbours)):
+            if used[anchor]:
+                continue
+            free = self.neighbours[anchor][~used[self.neighbours[anchor]]]
+            members = [anchor, *rng.permutation(free)[: self.group - 1]]
+            used[members] = True
+            order.extend(members)
+        return iter(int(i) for i in order)
+
+
+def neighbourhood_batches(train, group, n_neighbors):
+    """``net_kwargs`` making the training batches runs of :class:`NeighbourGroups` of ``train``."""
+    nearest = NearestNeighbors(n_neighbors=n_neighbors + 1, metric="cosine").fit(train)
+    neighbours = nearest.kneighbors(train, return_distance=False)[:, 1:]  # each row's own index first
+    return {"iterator_train__sampler": NeighbourGroups(neighbours, group), "iterator_train__shuffle": False}
+
+
 def main():
     spec = importlib.util.spec_from_file_location("retrieval", ROOT / "benchmarks" / "retrieval.py")
     retrieval = importlib.util.module_from_spec(spec)
@@ -103,6 +145,8 @@ def main():
     parser.add_argument("--term", choices=["none", "kl", "similarity", "sorted", "kl-clean"], default="kl")
     parser.add_argument("--weight", type=float, default=1.0)
     parser.add_argument("--term-temperature", type=float, default=0.1)
+    parser.add_argument("--group", type=int, default=1, help="rows a neighbourhood group (1: random batches)")
+    parser.add_argument("--neighbors", type=int, default=16, help="nearest rows a group's members come from")
     parser.add_argument("--params", default="", help="estimator parameters, e.g. sorted_weight=0,mix_neighbors=0")
     args = parser.parse_args()
     args.views = 0
@@ -117,6 +161,8 @@ def main():
         estimator = nsh_with_clean_student(args.weight)
     elif args.term == "sorted":
         estimator = nsh_with_sorted_term(weight=args.weight, term_temperature=args.term_temperature)
+    if args.group > 1:
+        params["net_kwargs"] = neighbourhood_batches(train, args.group, args.neighbors)
     for bits in args.bits:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             start = time.perf_counter()
@@ -125,7 +171,7 @@ def main():
             q, d = model.transform(query), model.transform(db)
             map_k = mean_average_precision(q, data["query_y"], d, data["db_y"], k=data["k"])
             recall = [neighbor_recall(q, d, query, db, k=10, n_candidates=c) for c in (10, 100, 1000)]
-            print(f"{args.term} w={args.weight} {bits} bits seed {seed}: mAP@{data['k']} {map_k:.4f}  recall@10 in "
+            print(f"{args.term} w={args.weight} group {args.group}/{args.neighbors} {bits} bits seed {seed}: mAP@{data['k']} {map_k:.4f}  recall@10 in "
                   f"10/100/1000 {recall[0]:.3f}/{recall[1]:.3f}/{recall[2]:.3f}  fit {fit_s:.0f} s", flush=True)
 
 

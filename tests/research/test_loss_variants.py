@@ -130,3 +130,34 @@ def test_neighbor_terms_try_adds_its_terms_through_the_hooks():
     clean = nt.nsh_with_clean_student(3.0)(**small).fit(X)
     assert isinstance(clean.net_, nt.CleanStudentNet) and clean.net_.weight == 3.0
     assert np.isfinite(clean.history_[-1, "train_loss"])
+
+
+def test_neighbor_terms_groups_batches_from_neighbourhoods():
+    nt = load_script("research", "neighbor_terms")
+    # Three well-separated clusters of ten rows: a row's five nearest are in its cluster.
+    rng = np.random.RandomState(0)
+    X = np.concatenate([rng.randn(10, 4) * 0.01 + 10 * np.eye(4)[c] for c in range(3)]).astype(np.float32)
+    kwargs = nt.neighbourhood_batches(X, group=4, n_neighbors=5)
+    sampler = kwargs["iterator_train__sampler"]
+    assert kwargs["iterator_train__shuffle"] is False and len(sampler) == 30
+    torch.manual_seed(0)
+    order = list(sampler)
+    assert sorted(order) == list(range(30))  # every row once an epoch
+    # Each group is an anchor and neighbours not drawn yet: walk the order and check each
+    # run of a group stays in the anchor's cluster (a group ends early when they run out).
+    cluster = np.arange(30) // 10
+    used, i, groups = set(), 0, 0
+    while i < 30:
+        anchor = order[i]
+        free = [int(j) for j in sampler.neighbours[anchor] if j not in used]
+        members = order[i:i + 1 + min(3, len(free))]
+        assert set(members[1:]) <= set(free) and set(cluster[members]) == {cluster[anchor]}
+        used.update(members)
+        i, groups = i + len(members), groups + 1
+    assert groups < 30  # groups, not single rows
+    torch.manual_seed(0)
+    assert list(sampler) == order  # the draw follows torch's random state
+    small = dict(n_bits=8, max_epochs=1, batch_size=8, hidden_sizes=(16,), latent_dim=8, random_state=0,
+                 mix_neighbors=0)
+    model = NSHTransformer(net_kwargs=kwargs, **small).fit(X)
+    assert model.net_.get_iterator(model.net_.get_dataset(X), training=True).sampler is sampler
