@@ -17,8 +17,11 @@ k rows is scanned again without one.
 Two k-NN kernels share that selection. ``_knn`` takes one query at a time over a block of
 rows (the loops numba vectorises run over rows). ``_knn_lanes`` holds sixteen queries in the
 lanes of one vector and broadcasts each row to them (``_lanes``): a row is read once for
-sixteen queries and the distances stay in registers, which is about twice as fast from
-sixteen queries on, for codes of up to eight words with AVX-512 (one with AVX2).
+sixteen queries and the distances stay in registers, which is about twice as fast a query
+with sixteen queries, for codes of up to eight words with AVX-512 (one with AVX2). A group
+costs a scan however few queries it holds, so ``knn_search`` runs a group from
+``_lanes.MIN_QUERIES`` queries on and, over codes the cache holds, leaves the few past the
+last full group to ``_knn``.
 
 Radius search runs the same distance pass twice: once to count each query's rows within the
 radius (which sizes the output), once to write them, in index order, at their offsets.
@@ -32,7 +35,7 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from ._jit import njit
-from ._lanes import LANES, MAX_WORDS, SCAN_ROWS, WIDEST, rows_below, scan_hits
+from ._lanes import LANES, MAX_WORDS, MIN_QUERIES, SCAN_ROWS, WIDEST, rows_below, scan_hits
 from ._threads import numba_threads, run_on_threads
 
 __all__ = ["pack_words", "knn_search", "kth_over_first_rows", "radius_search"]
@@ -635,8 +638,10 @@ def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, l
         numba threads; None uses numba's current setting.
     lanes : bool, default=None
         Run sixteen queries a vector (``_knn_lanes``, codes of up to eight words) or one at a
-        time (``_knn``); None chooses: sixteen a vector from sixteen queries on, for codes of
-        up to :data:`~._lanes.MAX_WORDS` words. Both give the same results.
+        time (``_knn``); None chooses: sixteen a vector from :data:`~._lanes.MIN_QUERIES`
+        queries on, for codes of up to :data:`~._lanes.MAX_WORDS` words, and the few queries
+        past the last full group one at a time where that is quicker
+        (:func:`_lane_query_count`). All give the same results.
 
     Returns
     -------
@@ -648,19 +653,52 @@ def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, l
         exclude = np.full(n_queries, -1, dtype=np.int64)
     out_idx = np.empty((n_queries, k), dtype=np.int64)
     out_dist = np.empty((n_queries, k), dtype=np.int64)
+    threads = numba_threads() if n_threads is None else n_threads
+    threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
     if lanes is None:
-        lanes = db_words.shape[0] <= MAX_WORDS and n_queries >= LANES
+        lanes = db_words.shape[0] <= MAX_WORDS and n_queries >= MIN_QUERIES
+        in_lanes = _lane_query_count(n_queries, k, threads, db_words.nbytes) if lanes else 0
     elif lanes and db_words.shape[0] > WIDEST:
         raise ValueError(f"the lane kernel takes codes of up to {WIDEST} words, not {db_words.shape[0]}")
-    args = (db_words, np.ascontiguousarray(query_words), k, n_bits, exclude, out_idx, out_dist)
-    if lanes:
-        threads = numba_threads() if n_threads is None else n_threads
-        threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
-        run_on_threads(n_threads, _knn_lanes, *args, _lane_part_size(n_queries, k, threads, db_words.nbytes),
-                       _sample_rank(k, db_words.shape[1]))
     else:
-        run_on_threads(n_threads, _knn, *args)
+        in_lanes = n_queries if lanes else 0
+    query_words = np.ascontiguousarray(query_words)
+    if in_lanes:
+        head = slice(0, in_lanes)
+        run_on_threads(n_threads, _knn_lanes, db_words, query_words[head], k, n_bits, exclude[head], out_idx[head],
+                       out_dist[head], _lane_part_size(in_lanes, k, threads, db_words.nbytes),
+                       _sample_rank(k, db_words.shape[1]))
+    if in_lanes < n_queries:
+        tail = slice(in_lanes, n_queries)
+        run_on_threads(n_threads, _knn, db_words, query_words[tail], k, n_bits, exclude[tail], out_idx[tail],
+                       out_dist[tail])
     return out_dist, out_idx
+
+
+def _lane_query_count(n_queries, k, n_threads, db_bytes):
+    """How many of the queries (the first ones) the lane kernel takes; the rest run one at a
+    time. A group of sixteen lanes costs a scan however few queries it holds, and fewer than
+    :data:`~._lanes.MIN_QUERIES` queries one at a time cost less than that (17 queries over
+    1M 64-bit codes, one thread, AVX-512: 0.80 ms in two groups, ~0.52 as a group and a
+    query). Only where the codes stay in the cache: over codes read from memory the few
+    queries would read them once more. With several threads the groups spread over them,
+    and the few queries are left to the lanes when one more group would not lengthen the
+    busiest thread's share by as much."""
+    groups, tail = divmod(n_queries, LANES)
+    if not groups or not 0 < tail < MIN_QUERIES or db_bytes > _CACHED_DB_BYTES:
+        return n_queries
+    if _busiest_groups(groups, k, n_threads, db_bytes) + tail / MIN_QUERIES >= _busiest_groups(
+            groups + 1, k, n_threads, db_bytes):
+        return n_queries
+    return groups * LANES
+
+
+def _busiest_groups(groups, k, n_threads, db_bytes):
+    """Groups of sixteen queries the busiest thread scans when ``_knn_lanes`` takes ``groups``
+    (parts of :func:`_lane_part_size` groups, spread evenly over the threads)."""
+    per_part = _lane_part_size(groups * LANES, k, n_threads, db_bytes)
+    parts = -(-groups // per_part)
+    return min(groups, -(-parts // n_threads) * per_part)
 
 
 @njit(parallel=True, nogil=True)

@@ -47,6 +47,34 @@ def test_knn_search_is_a_stable_sort_of_all_distances(n_bytes, n_distinct, lanes
     np.testing.assert_array_equal(dist, expected_dist)
 
 
+def test_the_few_queries_past_the_last_group_go_one_at_a_time_where_that_is_quicker():
+    count = _kernels._lane_query_count
+    small, large = 1 << 20, _kernels._CACHED_DB_BYTES + 1
+    few = _lanes.MIN_QUERIES - 1
+    assert count(2 * _lanes.LANES + few, 100, 1, small) == 2 * _lanes.LANES  # the tail one at a time
+    assert count(2 * _lanes.LANES + _lanes.MIN_QUERIES, 100, 1, small) == 2 * _lanes.LANES + _lanes.MIN_QUERIES
+    assert count(2 * _lanes.LANES, 100, 1, small) == 2 * _lanes.LANES  # no tail
+    assert count(few, 100, 1, small) == few  # no full group
+    assert count(2 * _lanes.LANES + 1, 100, 1, large) == 2 * _lanes.LANES + 1  # codes read from memory once
+    # Two threads: a third group lengthens the busiest thread's share (one group to two),
+    # a second one does not (a group each).
+    assert count(2 * _lanes.LANES + 1, 100, 2, small) == 2 * _lanes.LANES
+    assert count(_lanes.LANES + 1, 100, 2, small) == _lanes.LANES + 1
+
+
+@pytest.mark.parametrize("n_queries", [_lanes.LANES + 1, 2 * _lanes.LANES + 3, 5])
+@pytest.mark.parametrize("n_bytes", [8, 32])
+def test_knn_search_chooses_its_kernels_and_stays_a_stable_sort(n_queries, n_bytes):
+    rng = np.random.default_rng(n_queries)
+    db = _codes(rng, 2 * _kernels._DB_BLOCK + 21, n_bytes, n_distinct=500)
+    exclude = rng.integers(0, len(db), n_queries)  # each query leaves itself out
+    queries = db[exclude]
+    dist, idx = knn_search(pack_words(db), pack_words(queries).T, 30, 8 * n_bytes, exclude=exclude, n_threads=1)
+    expected_dist, expected_idx = _stable_top_k(queries, db, 30, exclude)
+    np.testing.assert_array_equal(idx, expected_idx)
+    np.testing.assert_array_equal(dist, expected_dist)
+
+
 @pytest.mark.parametrize("lanes", [False, True])
 def test_knn_search_leaves_out_the_excluded_row(lanes):
     rng = np.random.default_rng(1)
