@@ -238,6 +238,24 @@ def test_search_scale_checks_every_method_against_the_scan(tmp_path):
     assert [(r["kind"], r["N"], r["k"]) for r in parsed] == [("learned", 140000, 5), ("uniform", 140000, 5)]
 
 
+def test_search_scale_searches_in_calls_of_the_asked_size():
+    in_calls = _load_benchmark("search_scale").in_calls
+    sizes = []
+
+    def search(q):
+        sizes.append(len(q))
+        return q * 2, q + 1
+
+    queries = np.arange(10)[:, None]
+    dist, ind = in_calls(search, queries, 4)
+    assert sizes == [4, 4, 2]
+    np.testing.assert_array_equal(dist, queries * 2)
+    np.testing.assert_array_equal(ind, queries + 1)
+    sizes.clear()
+    in_calls(search, queries, None)
+    assert sizes == [10]
+
+
 def test_dask_scale_compares_both_paths_and_checks_they_agree():
     """The benchmark runs end to end on a small LocalCluster; its agreement check holds."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "dask_scale.py"), "--n-rows", "60000", "--n-features", "32",

@@ -17,6 +17,7 @@ from .._safe_state import SafeStateMixin
 from .._versions import VersionedMixin, check_versions
 from ..bits import check_codes, pairwise_hamming
 from ._kernels import _CACHED_DB_BYTES, knn_search, kth_over_first_rows, pack_words, radius_search
+from ._lanes import MIN_QUERIES
 from ._mih import (SCAN_CODES_PER_WORK, MultiIndex, auto_n_substrings, build_multi_index, extend_multi_index,
                    mih_knn, mih_radius, probe_count)
 from ._mih import is_compiled as mih_compiled
@@ -410,7 +411,9 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         is at most two scans' worth when MIH wins, and the sample's MIH work when it loses.
         The MIH sample is skipped when the scanned queries' k-th distances show that MIH
         would overrun anyway (:func:`_mih_cannot_win`). Up to 16 queries go to MIH, or to
-        the scan when :meth:`_few_queries_overrun_mih`.
+        the scan when :meth:`_few_queries_overrun_mih`; they try MIH on the budget of what
+        the scan would cost them, and from :data:`~._lanes.MIN_QUERIES` queries on the first
+        alone tries it: if it overruns, all are scanned together.
         """
         n_queries = len(query_words)
         if exclude is None:
@@ -419,7 +422,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
 
         overrun = 0  # sampled MIH queries over their budget
 
-        def by_mih(part, threads):
+        def by_mih(part, threads, budget=budget):
             nonlocal overrun
             d, i, work = mih_knn(self._index, self._mih, query_words[part], k, exclude[part], budget, threads)
             over = np.flatnonzero(work < 0)
@@ -441,7 +444,21 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         if n_queries <= _AUTO_SAMPLE:  # too few to time both ways
             if self._few_queries_overrun_mih(query_words, k, budget):
                 return by_scan(slice(None), self._threads)
-            return by_mih(slice(None), self._threads)
+            # MIH first on the budget of what the scan would cost these queries: one scan a
+            # query where it takes them one at a time, a group's scan shared among them from
+            # MIN_QUERIES on (the budget is about two scans). Where MIH wins a query needs far
+            # less; where it loses (uniform codes), 16 queries that each spent the whole
+            # budget took up to 6x the scan. Fewer than MIN_QUERIES try it together (those
+            # over it are scanned); from MIN_QUERIES on the first alone tries it, and if it
+            # overruns all go to the scan, which takes them together.
+            if n_queries < MIN_QUERIES:
+                return by_mih(slice(None), self._threads, max(1, budget // 2))
+            probe = max(1, budget * MIN_QUERIES // (2 * n_queries))
+            d, i, work = mih_knn(self._index, self._mih, query_words[:1], k, exclude[:1], probe, self._threads)
+            if work[0] < 0:
+                return by_scan(slice(None), self._threads)
+            rest = by_mih(slice(1, None), self._threads)
+            return np.concatenate([d, rest[0]]), np.concatenate([i, rest[1]])
         # The samples run on one thread each, so the costs compare whatever n_jobs. The scan
         # runs its queries 16 at a time (one vector), so one or two queries alone cost it
         # about twice as much a query as the rest will: time a full group of queries.

@@ -208,6 +208,39 @@ def test_auto_sends_a_few_queries_through_mih_where_it_can_win(monkeypatch):
     assert routed == [3]
 
 
+def test_a_few_queries_try_mih_on_what_the_scan_would_cost_and_go_to_the_scan_when_it_loses(monkeypatch):
+    # Uniform codes, k = 10: too few neighbours to estimate the k-th distances from a share
+    # of the codes, and MIH must probe thousands of buckets. Sixteen queries: the first alone
+    # tries MIH on the budget of its share of a group's scan, overruns it, and all go to the
+    # scan. Fewer than a group's worth: they try it together, each on half the budget (about
+    # a scan, what scanning it alone costs), and each that overruns is scanned.
+    calls = []
+    mih_knn, knn_search = hamming.mih_knn, hamming.knn_search
+
+    def recording_mih_knn(db, mih, queries, k, exclude, budget, *args, **kwargs):
+        dist, ind, work = mih_knn(db, mih, queries, k, exclude, budget, *args, **kwargs)
+        calls.append(("mih", len(queries), budget, int(np.sum(work < 0))))
+        return dist, ind, work
+
+    def recording_knn_search(db, queries, *args, **kwargs):
+        calls.append(("scan", len(queries)))
+        return knn_search(db, queries, *args, **kwargs)
+
+    monkeypatch.setattr(hamming, "mih_knn", recording_mih_knn)
+    monkeypatch.setattr(hamming, "knn_search", recording_knn_search)
+    rng = np.random.default_rng(10)
+    db = _database("uniform", 2**17 + 100, 8, rng)
+    queries = _database("uniform", 16, 8, rng)
+    auto = HammingNeighbors(n_neighbors=10).fit(db)
+    budget = max(1, 2 * len(db) // _mih.SCAN_CODES_PER_WORK)
+    _assert_same(auto.kneighbors(queries), _reference(queries, db, 10))
+    assert calls == [("mih", 1, budget * hamming.MIN_QUERIES // 32, 1), ("scan", 16)]
+    calls.clear()
+    few = queries[:hamming.MIN_QUERIES - 1]
+    _assert_same(auto.kneighbors(few), _reference(few, db, 10))
+    assert calls == [("mih", len(few), budget // 2, len(few)), ("scan", len(few))]
+
+
 def test_kth_over_first_rows_is_the_rank_th_distance_among_them():
     rng = np.random.default_rng(9)
     db = _database("uniform", 3000, 24, rng)
