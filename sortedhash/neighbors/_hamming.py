@@ -16,8 +16,8 @@ from sklearn.utils.validation import check_is_fitted
 from .._safe_state import SafeStateMixin
 from .._versions import VersionedMixin, check_versions
 from ..bits import check_codes, pairwise_hamming
-from ._kernels import _CACHED_DB_BYTES, knn_search, kth_over_first_rows, pack_words, radius_search
-from ._lanes import MAX_WORDS, MIN_QUERIES
+from ._kernels import _CACHED_DB_BYTES, knn_search, kth_over_first_rows, pack_words, radius_search, scans_in_groups
+from ._lanes import MIN_QUERIES
 from ._mih import (SCAN_CODES_PER_WORK, MultiIndex, auto_n_substrings, build_multi_index, extend_multi_index,
                    mih_knn, mih_radius, probe_count)
 from ._mih import is_compiled as mih_compiled
@@ -451,7 +451,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             # budget took up to 6x the scan. Fewer than MIN_QUERIES try it together (those
             # over it are scanned); from MIN_QUERIES on the first alone tries it, and if it
             # overruns all go to the scan, which takes them together.
-            if n_queries < MIN_QUERIES or self._index.shape[0] > MAX_WORDS:  # scanned one at a time
+            if not scans_in_groups(self._index.shape[0], n_queries):  # scanned one at a time
                 return by_mih(slice(None), self._threads, max(1, budget // 2))
             probe = max(1, budget * MIN_QUERIES // (2 * n_queries))
             d, i, work = mih_knn(self._index, self._mih, query_words[:1], k, exclude[:1], probe, self._threads)

@@ -38,7 +38,7 @@ from ._jit import njit
 from ._lanes import LANES, MAX_WORDS, MIN_QUERIES, SCAN_ROWS, WIDEST, rows_below, scan_hits
 from ._threads import numba_threads, run_on_threads
 
-__all__ = ["pack_words", "knn_search", "kth_over_first_rows", "radius_search"]
+__all__ = ["pack_words", "knn_search", "kth_over_first_rows", "radius_search", "scans_in_groups"]
 
 _DB_BLOCK = 2048  # rows per block: the block of words stays in L1/L2 across a query chunk
 _NARROW_BLOCK = 512  # rows per block for codes of up to two words (see _block_rows)
@@ -656,7 +656,7 @@ def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, l
     threads = numba_threads() if n_threads is None else n_threads
     threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
     if lanes is None:
-        lanes = db_words.shape[0] <= MAX_WORDS and n_queries >= MIN_QUERIES
+        lanes = scans_in_groups(db_words.shape[0], n_queries)
         in_lanes = _lane_query_count(n_queries, k, threads, db_words.nbytes) if lanes else 0
     elif lanes and db_words.shape[0] > WIDEST:
         raise ValueError(f"the lane kernel takes codes of up to {WIDEST} words, not {db_words.shape[0]}")
@@ -673,6 +673,13 @@ def knn_search(db_words, query_words, k, n_bits, exclude=None, n_threads=None, l
         run_on_threads(n_threads, _knn, db_words, query_words[tail], k, n_bits, exclude[tail], out_idx[tail],
                        out_dist[tail])
     return out_dist, out_idx
+
+
+def scans_in_groups(n_words, n_queries):
+    """Whether :func:`knn_search` (left to choose) scans ``n_queries`` queries of ``n_words``
+    words sixteen a vector: then a group costs about :data:`~._lanes.MIN_QUERIES` scans of
+    one query alone, however many of the sixteen it holds."""
+    return n_words <= MAX_WORDS and n_queries >= MIN_QUERIES
 
 
 def _lane_query_count(n_queries, k, n_threads, db_bytes):

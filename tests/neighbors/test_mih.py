@@ -234,7 +234,7 @@ def test_a_few_queries_try_mih_on_what_the_scan_would_cost_and_go_to_the_scan_wh
     auto = HammingNeighbors(n_neighbors=10).fit(db)
     budget = max(1, 2 * len(db) // _mih.SCAN_CODES_PER_WORK)
     _assert_same(auto.kneighbors(queries), _reference(queries, db, 10))
-    assert calls == [("mih", 1, budget * hamming.MIN_QUERIES // 32, 1), ("scan", 16)]
+    assert calls == [("mih", 1, budget * hamming.MIN_QUERIES // (2 * len(queries)), 1), ("scan", len(queries))]
     calls.clear()
     few = queries[:hamming.MIN_QUERIES - 1]
     _assert_same(auto.kneighbors(few), _reference(few, db, 10))
