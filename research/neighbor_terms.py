@@ -171,8 +171,9 @@ def main():
             q, d = model.transform(query), model.transform(db)
             map_k = mean_average_precision(q, data["query_y"], d, data["db_y"], k=data["k"])
             recall = [neighbor_recall(q, d, query, db, k=10, n_candidates=c) for c in (10, 100, 1000)]
-            print(f"{args.term} w={args.weight} group {args.group}/{args.neighbors} {bits} bits seed {seed}: mAP@{data['k']} {map_k:.4f}  recall@10 in "
-                  f"10/100/1000 {recall[0]:.3f}/{recall[1]:.3f}/{recall[2]:.3f}  fit {fit_s:.0f} s", flush=True)
+            print(f"{args.term} w={args.weight} group {args.group}/{args.neighbors} {bits} bits seed {seed}: "
+                  f"mAP@{data['k']} {map_k:.4f}  recall@10 in 10/100/1000 "
+                  f"{recall[0]:.3f}/{recall[1]:.3f}/{recall[2]:.3f}  fit {fit_s:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
