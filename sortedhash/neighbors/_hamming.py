@@ -16,7 +16,8 @@ from sklearn.utils.validation import check_is_fitted
 from .._safe_state import SafeStateMixin
 from .._versions import VersionedMixin, check_versions
 from ..bits import check_codes, pairwise_hamming
-from ._kernels import _CACHED_DB_BYTES, knn_search, kth_over_first_rows, pack_words, radius_search, scans_in_groups
+from ._kernels import (_CACHED_DB_BYTES, estimate_kth, estimate_sample, knn_search, pack_words, radius_search,
+                       scans_in_groups)
 from ._lanes import MIN_QUERIES
 from ._mih import (SCAN_CODES_PER_WORK, MultiIndex, auto_n_substrings, build_multi_index, extend_multi_index,
                    mih_knn, mih_radius, probe_count)
@@ -37,8 +38,7 @@ _AUTO_MAX_SAMPLE = 96
 _AUTO_SCAN_SAMPLE = 16  # one query chunk of the scan kernel: it runs them together
 _AUTO_SCAN_SHARE = 8  # ... over an eighth of the codes (more than the cache holds): the cost of two lone scans
 _AUTO_LOAD_ROWS = 4096  # codes the scan is loaded (or compiled) on before it is timed
-_AUTO_ESTIMATE_ROWS = 16_384  # codes a few queries' k-th distances are estimated over, at most
-_AUTO_ESTIMATE_MARGIN = 4  # ... which must put MIH's probes this far over its budget
+_AUTO_ESTIMATE_MARGIN = 4  # a few queries' estimated k-th distances must put MIH's probes this far over budget
 _INDEX_FORMAT = "sortedhash.HammingNeighbors.index/1"
 
 
@@ -388,23 +388,26 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         return self._auto_knn(query_words, k, exclude)
 
     def _few_queries_overrun_mih(self, query_words, k, budget):
-        """Whether MIH would overrun its budget by far for most of these queries, judged by
-        their k-th distances estimated as the second nearest of the first 2N / k codes.
-        Overrunning, a query costs its budget and a lone scan (384-bit codes, k = 1,000: one
-        query a call ran at half the scan's speed). With few neighbours (over
-        ``_AUTO_ESTIMATE_ROWS`` codes to read) no estimate is made: a small share of the codes
-        cannot tell their distance, and MIH, which wins there, would pay for it."""
-        rows = 2 * -(-self.n_samples_fit_ // k)
-        if rows > _AUTO_ESTIMATE_ROWS:
+        """Whether MIH's probes alone would overrun its budget by far for most of these
+        queries, judged by their k-th distances estimated from a sample of the codes
+        (:func:`~._kernels.estimate_kth`): then not even MIH's call is paid (384-bit codes,
+        k = 1,000, one query: ~95 us of a ~1.4 ms scan). Where the sample holds fewer than
+        two of the k nearest in expectation, it cannot tell their distance, and MIH, which
+        wins there, would pay for it (~7 us a call of ~120 at k = 100 on 1M learned codes):
+        MIH's own checkpoint judges those queries."""
+        blocks, block, _ = estimate_sample(self.n_samples_fit_, k)
+        if k * blocks * block < 2 * self.n_samples_fit_:
             return False
-        kth = kth_over_first_rows(self._index, query_words, rows, -(-k * rows // self.n_samples_fit_))
+        kth = estimate_kth(self._index, query_words, k)
         return _mih_cannot_win(self._mih, kth, _AUTO_ESTIMATE_MARGIN * budget)
 
     def _auto_knn(self, query_words, k, exclude):
         """MIH where it is faster than the scan, the scan elsewhere (same results).
 
         A query's MIH work (bucket probes + candidates checked) is capped at a few scans'
-        worth; queries that overrun are scanned. 16 queries are timed through the scan (over
+        worth; queries that overrun are scanned, and one that does a sixteenth of it gives up
+        there when proving its k-th distance, estimated from a sample of the codes, would
+        overrun (:func:`~._mih.mih_knn`). 16 queries are timed through the scan (over
         all the codes when the cache holds them, their results kept; else over an eighth of
         them), the next ones (16 to 96, until the choice is clear) through MIH, and the rest
         take the faster way (the scan when most sampled MIH queries overran): the overhead

@@ -38,11 +38,12 @@ from ._jit import njit
 from ._lanes import LANES, MAX_WORDS, MIN_QUERIES, SCAN_ROWS, WIDEST, rows_below, scan_hits
 from ._threads import numba_threads, run_on_threads
 
-__all__ = ["pack_words", "knn_search", "kth_over_first_rows", "radius_search", "scans_in_groups"]
+__all__ = ["pack_words", "knn_search", "radius_search", "estimate_kth", "estimate_sample", "scans_in_groups"]
 
 _DB_BLOCK = 2048  # rows per block: the block of words stays in L1/L2 across a query chunk
 _NARROW_BLOCK = 512  # rows per block for codes of up to two words (see _block_rows)
 _QUERY_CHUNK = 16  # queries per task: each reuses the cached block
+_ESTIMATE_BLOCKS, _ESTIMATE_BLOCK_ROWS = 16, 1024  # estimate_kth's sample: blocks spread over the codes
 
 
 @intrinsic
@@ -600,22 +601,48 @@ def _scan_lane_group(db, r0, r1, k, lanes, thresh, below, size, hist, buf_d, buf
 
 
 @njit(nogil=True)
-def _kth_over_first_rows(db, queries, rows, rank, out):
-    hist = np.zeros(64 * db.shape[0] + 1, dtype=np.int64)
-    dist = np.empty(rows, dtype=np.int32)
+def estimate_sample(n_rows, k):
+    """The sample of :func:`estimate_kth`: (blocks, rows a block, the rank that stands for
+    the k-th over all ``n_rows`` codes, ceil(k n / N) for n sampled codes, at most n)."""
+    blocks = min(_ESTIMATE_BLOCKS, n_rows)
+    block = min(_ESTIMATE_BLOCK_ROWS, n_rows // blocks)
+    return blocks, block, min(blocks * block, max(1, -(-k * (blocks * block) // n_rows)))
+
+
+@njit(nogil=True)
+def _estimate_kth(db, query, k):
+    blocks, block, rank = estimate_sample(db.shape[1], k)
+    n = blocks * block
+    dist = np.empty(n, dtype=np.int32)
+    lowest = np.int32(64 * db.shape[0])
+    step = db.shape[1] // blocks
+    for b in range(blocks):
+        lowest = min(lowest, _block_distances_min(db, query, b * step, b * step + block, dist[b * block:]))
+    # The rank-th smallest: count the distances at each value from the lowest up (a few
+    # passes the compiler vectorises, where a histogram's scattered increments do not).
+    t = np.int64(lowest)
+    while True:
+        count = 0
+        for i in range(n):
+            count += dist[i] <= t
+        if count >= rank:
+            return t
+        t += 1
+
+
+@njit(nogil=True)
+def _estimate_kths(db, queries, k, out):
     for q in range(queries.shape[0]):
-        _block_distances(db, queries[q], 0, rows, dist)
-        hist[:] = 0
-        for r in range(rows):
-            hist[dist[r]] += 1
-        out[q] = _kth(hist, rank)
+        out[q] = _estimate_kth(db, queries[q], k)
 
 
-def kth_over_first_rows(db_words, query_words, rows, rank):
-    """Each query's ``rank``-th smallest distance (1-based) to the first ``rows`` rows of
-    ``db_words``: a quick estimate of its k-th distance over all of them, for rank ~ k rows / N."""
+def estimate_kth(db_words, query_words, k):
+    """Each query's k-th distance over all the codes of ``db_words``, estimated from a
+    sample: blocks of consecutive codes spread evenly over them (16 of up to 1,024), where
+    the k-th stands at rank ceil(k n / N) of n codes. A high estimate: that rank stands for
+    ~N / n nearest where k < N / n (:func:`estimate_sample` says which rank it takes)."""
     out = np.empty(len(query_words), dtype=np.int64)
-    _kth_over_first_rows(db_words, np.ascontiguousarray(query_words), rows, rank, out)
+    _estimate_kths(db_words, np.ascontiguousarray(query_words), k, out)
     return out
 
 

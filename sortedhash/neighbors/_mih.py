@@ -29,7 +29,7 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from ._jit import njit
-from ._kernels import _popcount, _prefetch, _sort_by_distance
+from ._kernels import _estimate_kth, _popcount, _prefetch, _sort_by_distance
 from ._threads import run_on_threads
 
 __all__ = ["MultiIndex", "build_multi_index", "extend_multi_index", "auto_n_substrings", "mih_knn", "mih_radius",
@@ -38,6 +38,10 @@ __all__ = ["MultiIndex", "build_multi_index", "extend_multi_index", "auto_n_subs
 MAX_SUBSTRING_BITS = 30  # tables are dense: 2**L offsets each
 _NO_KEY = np.iinfo(np.int64).max
 _BATCH = 64  # keys, bucket bounds and candidates loaded together
+# A query given a budget that has done this share of it has its k-th distance estimated from
+# a sample of the codes (_kernels.estimate_kth), and stops at once if proving that distance
+# would overrun the budget.
+_CHECK_SHARE = 16
 
 
 def auto_n_substrings(n_samples, n_bits):
@@ -279,9 +283,9 @@ def _probe_round(db, query, qkeys, index_arrays, binomials, s, mode, exclude, li
     mode 0 (k-NN): push (distance << 32 | row) below the current k-th key ``state[1]`` into
     buf, keeping the ``limit`` smallest. mode 1 (radius count): count rows within ``limit``;
     mode 2 (radius fill): also write (row << 16 | distance) at ``buf[pos + count]``.
-    ``state`` = [size or count, k-th key, work, done]. Stops early once the work exceeds
-    ``budget`` (the round is then incomplete), or in mode 0 once the k-th distance is proven
-    (``done`` set to 1).
+    ``state`` = [size or count, k-th key, work, done, checkpoint]. Stops early once the work
+    passes the checkpoint and :func:`_stop_here` gives the query up (``done`` set to -1, the
+    round left incomplete), or in mode 0 once the k-th distance is proven (``done`` 1).
 
     Keys, bucket bounds, row numbers and codes are each loaded in batches: independent
     loads overlap their cache misses, which a loop that branches on each one in turn
@@ -343,7 +347,7 @@ def _probe_round(db, query, qkeys, index_arrays, binomials, s, mode, exclude, li
                         keys[n_batch] = key_i
                         n_batch += 1
                     key_i += 1
-            if state[2] > budget:
+            if state[2] > state[4] and _stop_here(db, query, index_arrays, binomials, limit, state, budget):
                 return  # batches left unchecked: the query is given up (scanned instead)
             for t in range(n_batch):
                 lo[t] = np.int64(offsets[base + keys[t]])
@@ -378,6 +382,46 @@ def _probe_round(db, query, qkeys, index_arrays, binomials, s, mode, exclude, li
             if state[0] == limit and (state[1] >> 32) <= starts.shape[0] * s + j:
                 state[3] = 1
                 return
+
+
+@njit(nogil=True)
+def _stop_here(db, query, index_arrays, binomials, k, state, budget):
+    """Whether a k-NN query whose work has passed its checkpoint ``state[4]`` should stop.
+
+    Past the budget it stops. At the first checkpoint (a ``_CHECK_SHARE``-th of the budget)
+    it stops at once if proving its k-th distance would cost more than the budget, that
+    distance estimated from a sample of the codes: on codes where MIH loses (uniform ones)
+    a query would otherwise spend its whole budget before being scanned, about a scan's
+    time for nothing. Where MIH wins, most queries end before the checkpoint, and most
+    others already hold k rows whose k-th distance is cheap enough to prove (an upper bound
+    of the one sought): they go on without the sample. The checkpoint then moves to the
+    budget."""
+    state[4] = budget
+    lengths, n_rows = index_arrays[1], db.shape[1]
+    if state[2] <= budget:
+        if state[1] != _NO_KEY and _proof_work(lengths, binomials, n_rows, state[1] >> 32) <= budget:
+            return False
+        if _proof_work(lengths, binomials, n_rows, _estimate_kth(db, query, k)) <= budget:
+            return False
+    state[3] = -1  # given up
+    return True
+
+
+@njit(nogil=True)
+def _proof_work(lengths, binomials, n_rows, kth):
+    """The work (bucket probes + candidates, in expectation over codes spread evenly over
+    each table's buckets) of proving a k-th distance ``kth``: the rounds up to ``kth // m``
+    in tables 0 to ``kth % m``, the rounds before it in the others."""
+    m = lengths.shape[0]
+    total = 0.0
+    for j in range(m):
+        length = lengths[j]
+        rounds = min(kth // m + (1 if j <= kth % m else 0), length + 1)
+        keys = 0
+        for s in range(rounds):
+            keys += binomials[length, s]
+        total += min(keys, rounds << length) + keys * (n_rows / (1 << length))
+    return total
 
 
 @njit(nogil=True, inline="always")
@@ -448,7 +492,7 @@ def _query_keys(query, starts, lengths, out):
 
 
 @njit(parallel=True, nogil=True)
-def _knn(db, queries, k, index_arrays, binomials, exclude, budget, out_dist, out_idx, work):
+def _knn(db, queries, k, index_arrays, binomials, exclude, check, budget, out_dist, out_idx, work):
     starts, lengths = index_arrays[0], index_arrays[1]
     m = starts.shape[0]
     max_length = lengths.max()
@@ -457,10 +501,10 @@ def _knn(db, queries, k, index_arrays, binomials, exclude, budget, out_dist, out
         qkeys = np.empty(m, dtype=np.int64)
         _query_keys(query, starts, lengths, qkeys)
         buf = np.empty(4 * k + 64, dtype=np.int64)
-        state = np.array([0, _NO_KEY, 0, 0], dtype=np.int64)
+        state = np.array([0, _NO_KEY, 0, 0, check], dtype=np.int64)
         for s in range(max_length + 1):
             _probe_round(db, query, qkeys, index_arrays, binomials, s, 0, exclude[q], k, state, buf, 0, budget)
-            if state[3] == 1 or state[2] > budget:
+            if state[3] != 0 or state[2] > budget:
                 break
         work[q] = state[2]
         if state[3] == 1:
@@ -508,7 +552,9 @@ def mih_knn(db_words, index, query_words, k, exclude=None, budget=None, n_thread
         Row to leave out of each query's results (-1 for none).
     budget : int, default=None
         Work (bucket probes + candidates) after which a query gives up; its ``work`` is then
-        -1 and its rows of ``dist``/``idx`` are undefined. None: no limit.
+        -1 and its rows of ``dist``/``idx`` are undefined. A query that does a
+        ``_CHECK_SHARE``-th of it gives up there if proving its k-th distance, estimated from
+        a sample of the codes, would cost more than the budget. None: no limit.
     n_threads : int, default=None
 
     Returns
@@ -523,9 +569,10 @@ def mih_knn(db_words, index, query_words, k, exclude=None, budget=None, n_thread
     out_dist = np.empty((n_queries, k), dtype=np.int64)
     out_idx = np.empty((n_queries, k), dtype=np.int64)
     work = np.zeros(n_queries, dtype=np.int64)
-    budget = np.iinfo(np.int64).max if budget is None else int(budget)
+    budget = _NO_KEY if budget is None else int(budget)
+    check = budget if budget == _NO_KEY else budget // _CHECK_SHARE
     run_on_threads(n_threads, _knn, db_words, np.ascontiguousarray(query_words), k, _arrays(index),
-                   _binomials(int(index.lengths.max())), exclude, budget, out_dist, out_idx, work)
+                   _binomials(int(index.lengths.max())), exclude, check, budget, out_dist, out_idx, work)
     return out_dist, out_idx, work
 
 
@@ -538,7 +585,7 @@ def _radius(db, queries, radius, index_arrays, binomials, exclude, offsets, buf,
         query = queries[q]
         qkeys = np.empty(m, dtype=np.int64)
         _query_keys(query, starts, lengths, qkeys)
-        state = np.zeros(4, dtype=np.int64)
+        state = np.array([0, 0, 0, 0, _NO_KEY], dtype=np.int64)
         for s in range(rounds + 1):
             _probe_round(db, query, qkeys, index_arrays, binomials, s, 2 if fill else 1, exclude[q], radius,
                          state, buf, offsets[q], _NO_KEY)

@@ -5,7 +5,8 @@ import pytest
 
 import sortedhash.neighbors._hamming as hamming
 from sortedhash import HammingNeighbors
-from sortedhash.neighbors._kernels import kth_over_first_rows, pack_words
+from sortedhash.neighbors import _kernels
+from sortedhash.neighbors._kernels import estimate_kth, estimate_sample, pack_words
 from sortedhash.neighbors import _mih
 from sortedhash.neighbors._mih import auto_n_substrings, build_multi_index, extend_multi_index, mih_knn
 
@@ -51,6 +52,19 @@ def _count_mih_queries(monkeypatch):
 
     monkeypatch.setattr(hamming, "mih_knn", counting_mih_knn)
     return routed
+
+
+def _count_estimates(monkeypatch):
+    """Spy on HammingNeighbors' k-th distance estimates: the list of each call's number of queries."""
+    estimated = []
+    estimate_kth = hamming.estimate_kth
+
+    def counting_estimate_kth(db, queries, k):
+        estimated.append(len(queries))
+        return estimate_kth(db, queries, k)
+
+    monkeypatch.setattr(hamming, "estimate_kth", counting_estimate_kth)
+    return estimated
 
 
 @pytest.mark.parametrize("n_bytes", [1, 2, 3, 8, 16, 32, 64])
@@ -188,16 +202,19 @@ def test_auto_does_not_time_mih_where_its_probes_alone_would_overrun(monkeypatch
     assert auto.n_substrings_ == 16
     brute = HammingNeighbors(n_neighbors=200, algorithm="brute").fit(db)
     _assert_same(auto.kneighbors(queries), brute.kneighbors(queries))
-    # A few queries, too few to time: their k-th distances are estimated over the first codes.
+    # A few queries, too few to time: their k-th distances are estimated from a sample of the
+    # codes (16,384 of them hold ~25 of the 200 nearest).
+    estimated = _count_estimates(monkeypatch)
     _assert_same(auto.kneighbors(queries[:3]), brute.kneighbors(queries[:3]))
-    assert routed == []
+    assert routed == [] and estimated == [3]
 
 
 def test_auto_sends_a_few_queries_through_mih_where_it_can_win(monkeypatch):
-    # Near copies of 2,000 codes, k = 10: every query's neighbours are a few bits away, though
-    # the nearest of the first few hundred codes is ~20 bits away. Too few neighbours to
-    # estimate their distance from a small share of the codes, so the queries go to MIH.
+    # Near copies of 2,000 codes, k = 10: every query's neighbours are a few bits away. Too
+    # few neighbours to estimate their distance from a sample of the codes (16,384 of them
+    # hold ~1.2 of the 10 nearest), so the queries go to MIH without an estimate.
     routed = _count_mih_queries(monkeypatch)
+    estimated = _count_estimates(monkeypatch)
     rng = np.random.default_rng(8)
     base = _database("uniform", 2000, 8, rng)
     db = base[rng.integers(0, len(base), 2**17 + 100)] ^ np.packbits(
@@ -205,7 +222,7 @@ def test_auto_sends_a_few_queries_through_mih_where_it_can_win(monkeypatch):
     queries = base[:3]
     auto = HammingNeighbors(n_neighbors=10).fit(db)
     _assert_same(auto.kneighbors(queries), _reference(queries, db, 10))
-    assert routed == [3]
+    assert routed == [3] and estimated == []
 
 
 def test_a_few_queries_try_mih_on_what_the_scan_would_cost_and_go_to_the_scan_when_it_loses(monkeypatch):
@@ -239,17 +256,6 @@ def test_a_few_queries_try_mih_on_what_the_scan_would_cost_and_go_to_the_scan_wh
     few = queries[:hamming.MIN_QUERIES - 1]
     _assert_same(auto.kneighbors(few), _reference(few, db, 10))
     assert calls == [("mih", len(few), budget // 2, len(few)), ("scan", len(few))]
-
-
-def test_kth_over_first_rows_is_the_rank_th_distance_among_them():
-    rng = np.random.default_rng(9)
-    db = _database("uniform", 3000, 24, rng)
-    queries = _database("uniform", 5, 24, rng)
-    d = np.bitwise_count(queries[:, None, :] ^ db[None, :700, :]).sum(-1)
-    for rank in (1, 7, 700):
-        expected = np.sort(d, axis=1)[:, rank - 1]
-        got = kth_over_first_rows(pack_words(db), pack_words(queries).T, 700, rank)
-        np.testing.assert_array_equal(got, expected)
 
 
 def test_mih_cannot_win_when_most_queries_would_probe_past_the_budget():
@@ -330,9 +336,77 @@ def test_a_query_over_its_work_budget_is_reported_not_answered():
     _, _, free = mih_knn(words, index, queries, 5)
     dist, ind, capped = mih_knn(words, index, queries, 5, budget=1)
     assert np.all(free > 1) and np.all(capped == -1)
-    dist, ind, work = mih_knn(words, index, queries, 5, budget=int(free.max()))
+    # A budget whose checkpoint (the estimate of the k-th distance) none of them reaches.
+    dist, ind, work = mih_knn(words, index, queries, 5, budget=_mih._CHECK_SHARE * int(free.max()))
     np.testing.assert_array_equal(work, free)
     _assert_same((dist, ind), _reference(db[:8] ^ np.uint8(0x0F), db, 5))
+
+
+def test_a_query_past_its_checkpoint_stops_when_its_estimated_kth_distance_would_overrun_its_budget():
+    # 1,600 uniform codes: the sample (16 blocks of 100 codes) is all of them, so the estimate
+    # is the k-th distance itself, and proving it costs about the work modelled.
+    rng = np.random.default_rng(12)
+    db = _database("uniform", 1600, 8, rng)
+    words = pack_words(db)
+    index = build_multi_index(words, 64, 7)
+    queries = _database("uniform", 60, 8, rng)
+    query_words = pack_words(queries).T
+    ref_dist, _ = _reference(queries, db, 5)
+    kth = estimate_kth(words, query_words, 5)
+    np.testing.assert_array_equal(kth, ref_dist[:, -1])
+    binomials = _mih._binomials(int(index.lengths.max()))
+    modelled = np.array([_mih._proof_work(index.lengths, binomials, len(db), d) for d in kth])
+    _, _, free = mih_knn(words, index, query_words, 5)
+    assert 0.7 < free.mean() / modelled.mean() < 1.3
+    budget = int(np.median(modelled))
+    assert budget // _mih._CHECK_SHARE < free.min()  # every query reaches its checkpoint
+    dist, ind, work = mih_knn(words, index, query_words, 5, budget=budget)
+    answered = work >= 0
+    np.testing.assert_array_equal(answered, (free <= budget) & (modelled <= budget))
+    assert np.any((free <= budget) & (modelled > budget))  # given up by the estimate alone
+    np.testing.assert_array_equal(work[answered], free[answered])
+    _assert_same((dist[answered], ind[answered]), _reference(queries[answered], db, 5))
+
+
+def test_a_query_holding_k_rows_cheap_to_prove_at_its_checkpoint_goes_on_without_the_sample():
+    # 40,000 uniform codes, and 40 copies of the query with 8 bits flipped among the codes
+    # the sample leaves out: over the sample the query's k-th distance looks ~20 bits (far
+    # over budget to prove), but by its checkpoint MIH has found copies 8 bits away.
+    rng = np.random.default_rng(14)
+    db = _database("uniform", 40_000, 8, rng)
+    query = _database("uniform", 1, 8, rng)
+    for row in range(1100, 1140):  # between the first two sampled blocks (rows 0-1023, 2500-3523)
+        flips = np.zeros(64, dtype=bool)
+        flips[rng.choice(64, 8, replace=False)] = True
+        db[row] = query[0] ^ np.packbits(flips, bitorder="little")
+    words, query_words = pack_words(db), pack_words(query).T
+    index = build_multi_index(words, 64, 4)
+    budget = 1600
+    binomials = _mih._binomials(16)
+    assert _mih._proof_work(index.lengths, binomials, len(db), estimate_kth(words, query_words, 5)[0]) > budget
+    _, _, free = mih_knn(words, index, query_words, 5)
+    assert budget // _mih._CHECK_SHARE < free[0] <= budget
+    dist, ind, work = mih_knn(words, index, query_words, 5, budget=budget)
+    assert work[0] == free[0]
+    _assert_same((dist, ind), _reference(query, db, 5))
+
+
+def test_the_kth_estimate_is_the_rank_it_stands_for_in_blocks_spread_over_the_codes():
+    rng = np.random.default_rng(13)
+    queries = _database("clustered", 3, 16, rng)
+    for n in (40_000, 1_600, 5):  # blocks of 1,024 codes; of 100 (all the codes); of one
+        db = _database("clustered", n, 16, rng)
+        d = np.bitwise_count(queries[:, None, :] ^ db[None, :, :]).sum(-1)
+        blocks, block, _ = estimate_sample(n, 1)
+        step = n // blocks
+        sample = np.concatenate([d[:, b * step:b * step + block] for b in range(blocks)], axis=1)
+        assert blocks * block == min(n, _kernels._ESTIMATE_BLOCKS * _kernels._ESTIMATE_BLOCK_ROWS)
+        for k in (1, 4, 10, 100, 1000):
+            # The sample's share of the k nearest, rounded up (all of it for k > N).
+            rank = min(sample.shape[1], -(-k * sample.shape[1] // n))
+            assert estimate_sample(n, k)[2] == rank
+            np.testing.assert_array_equal(estimate_kth(pack_words(db), pack_words(queries).T, k),
+                                          np.sort(sample, axis=1)[:, rank - 1])
 
 
 def test_row_numbers_take_three_bytes_below_2_24_rows_and_four_from_there(monkeypatch):

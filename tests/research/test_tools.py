@@ -183,3 +183,19 @@ def test_sample_rank_model_replays_the_kernels_sample_and_rule():
         _, _, drop = model.offer_in_order(d, sample, 3, 65)
         within = (d < third).sum() + (d[: drop + 1] == third).sum()
         assert ties[q, 0] == plain[q, 0] and ties[q, 2] == (within < 15)
+
+
+def test_per_call_ab_times_auto_against_both_methods_for_each_setting(tmp_path):
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "codes.npy", rng.integers(0, 256, (3000, 8), dtype=np.uint8))
+    np.save(tmp_path / "queries.npy", rng.integers(0, 256, (20, 8), dtype=np.uint8))
+    cmd = [sys.executable, str(ROOT / "research" / "per_call_ab.py"), "--codes", str(tmp_path / "codes.npy"),
+           "--queries", str(tmp_path / "queries.npy"), "--n-queries", "8", "--per-call", "1", "4", "--k", "3",
+           "--rounds", "1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = re.findall(r"^(\w+)\s+k=(\d+)\s+(\d+) a call .* auto / best (\d+\.\d+)$", result.stdout, re.M)
+    assert [r[:3] for r in rows] == [("learned", "3", "1"), ("learned", "3", "4"), ("uniform", "3", "1"),
+                                     ("uniform", "3", "4")], result.stdout
+    assert all(float(r[3]) > 0 for r in rows)
