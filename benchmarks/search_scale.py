@@ -86,9 +86,14 @@ def learned_database(args, rows):
     _, _, train, query, db = load_standardised(args)
     path = Path(args.workdir) / f"learned_{args.dataset}_{args.bits}_{rows}_{args.noise}.npy"
     queries_path = path.with_suffix(".queries.npy")
-    if path.exists():
-        return np.load(path, mmap_mode="r"), np.load(queries_path), len(db)
+    n_queries = min(args.queries, len(query))
     model_path = Path(args.workdir) / f"nsh_{args.dataset}_{args.bits}_{args.epochs}.joblib"
+    if path.exists():
+        queries = np.load(queries_path)
+        if len(queries) < n_queries:  # cached by a run that asked for fewer: encode as many as asked
+            queries = joblib.load(model_path).transform(query[:n_queries])
+            np.save(queries_path, queries)
+        return np.load(path, mmap_mode="r"), queries[:n_queries], len(db)
     if model_path.exists():
         model = joblib.load(model_path)
     else:
@@ -111,7 +116,7 @@ def learned_database(args, rows):
     codes.flush()
     del codes
     os.replace(path.with_suffix(".tmp.npy"), path)
-    np.save(queries_path, model.transform(query[: args.queries]))
+    np.save(queries_path, model.transform(query[:n_queries]))
     return np.load(path, mmap_mode="r"), np.load(queries_path), len(db)
 
 
@@ -179,7 +184,7 @@ def plot(rows, path):
 def run(args, kind, rows, database, queries, n_real, faiss):
     n_bits = args.bits
     table = []
-    print(f"\n## {kind} codes, N = {rows:,}, {n_bits} bits ({cpu_flags()})", flush=True)
+    print(f"\n## {kind} codes, N = {rows:,}, {n_bits} bits, {len(queries):,} queries ({cpu_flags()})", flush=True)
     if n_real:
         real = HammingNeighbors(algorithm="brute").fit(np.asarray(database[:n_real]))
         for k in args.k:

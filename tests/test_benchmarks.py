@@ -236,6 +236,14 @@ def test_search_scale_checks_every_method_against_the_scan(tmp_path):
     log.write_text(result.stdout)
     parsed = _load_benchmark("search_scale").parse_rows(result.stdout.splitlines())
     assert [(r["kind"], r["N"], r["k"]) for r in parsed] == [("learned", 140000, 5), ("uniform", 140000, 5)]
+    assert result.stdout.count("bits, 40 queries (") == 2
+
+    # A later run asking for more queries gets them, its codes and model taken from the workdir.
+    cmd[cmd.index("--queries") + 1] = "60"
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("bits, 60 queries (") == 2
+    assert len(np.load(tmp_path / "learned_digits_64_140000_5.0.queries.npy")) == 60
 
 
 def test_search_scale_searches_in_calls_of_the_asked_size():
