@@ -14,6 +14,11 @@ Codes: ``--codes PATH.npy`` (packed uint8 codes, e.g. the learned codes that
 ``--uniform N`` random codes. ``--mmap`` searches the codes memory-mapped in place (64-bit
 codes only), as ``HammingNeighbors`` does with a read-only ``np.load(..., mmap_mode="r")``.
 
+``--budget W`` gives every query that work budget, as ``algorithm="auto"`` does (about two
+scans is ``2 N / SCAN_CODES_PER_WORK``, half of it for a few queries a call): each version then
+also prints how many queries gave up, and the results are compared on the queries every
+version answered (the same ones must give up).
+
 Run: ``python research/mih_kernel_ab.py --kernels old.py sortedhash/neighbors/_mih.py
 --codes DIR/learned_newsgroups_64_10000000_5.0.npy --queries
 DIR/learned_newsgroups_64_10000000_5.0.queries.npy [--mmap]``.
@@ -67,6 +72,7 @@ def main():
     parser.add_argument("--substrings", type=int, help="tables (default: the library's rule)")
     parser.add_argument("--k", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--budget", type=int, help="work a query may spend before it gives up (default: none)")
     args = parser.parse_args()
     if bool(args.codes) != bool(args.queries):
         parser.error("--codes and --queries go together")
@@ -91,13 +97,19 @@ def main():
         for _ in range(args.repeats):
             for name, module in kernels:
                 start = time.perf_counter()
-                dist, ind, spent = module.mih_knn(words, indexes[name], query_words, k, n_threads=1)
+                dist, ind, spent = module.mih_knn(words, indexes[name], query_words, k, budget=args.budget,
+                                                  n_threads=1)
                 best[name] = min(best.get(name, np.inf), time.perf_counter() - start)
-                results[name], work[name] = (dist, ind), spent.mean()
-        reference = results[names[0]]
-        same = all(np.array_equal(d, reference[0]) and np.array_equal(i, reference[1]) for d, i in results.values())
-        cells = "  ".join(f"{name} {len(query_words) / best[name]:8.0f} (work {work[name]:,.0f})" for name in names)
+                results[name], work[name] = (dist, ind, spent >= 0), spent[spent >= 0].mean() if np.any(spent >= 0) else 0
+        answered = results[names[0]][2]
+        same = all(np.array_equal(a, answered) for _, _, a in results.values())
+        same = same and all(np.array_equal(d[answered], results[names[0]][0][answered])
+                            and np.array_equal(i[answered], results[names[0]][1][answered]) for d, i, _ in results.values())
+        cells = "  ".join(f"{name} {len(query_words) / best[name]:8.0f} (work {work[name]:,.0f}"
+                          + (f", given up {np.sum(~results[name][2])}" if args.budget else "") + ")" for name in names)
         print(f"k={k:>4} | {cells} | same results: {same}", flush=True)
+        if args.budget:  # the work of the queries answered says nothing of the scan's cost per unit
+            continue
         for some in (4, 16):  # compile both scan kernels: one query at a time, and 16 a vector
             knn_search(words, query_words[:some], k, n_bits, n_threads=1)
         scan = min(timed(lambda: knn_search(words, query_words, k, n_bits, n_threads=1)) for _ in range(args.repeats))

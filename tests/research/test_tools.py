@@ -140,6 +140,18 @@ def test_mih_ab_catches_a_version_that_counts_candidates_twice(tmp_path):
     assert per_work is not None and int(per_work[1]) > 0, out
 
 
+def test_mih_ab_with_a_budget_counts_the_queries_given_up_and_catches_a_version_that_gives_up_others(tmp_path):
+    # Uniform codes, a budget most queries fit in: the library also gives up, at their
+    # checkpoint, those whose estimated k-th distance costs more to prove; a copy without the
+    # estimate gives up only those that overrun.
+    estimate = "if _proof_work(lengths, binomials, n_rows, _estimate_kth(db, query, k)) <= budget:"
+    rows, _ = _run_mih_ab(tmp_path, (estimate, "if True:"), "--uniform", "20000", "--n-queries", "50",
+                          "--budget", "6000")
+    given_up = [int(n) for n in re.findall(r"given up (\d+)", rows[0])]
+    assert len(rows) == 1 and given_up[0] > given_up[1] > 0, rows
+    assert rows[0].endswith("same results: False")
+
+
 def test_mih_ab_searches_saved_codes_memory_mapped(tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "codes.npy", rng.integers(0, 256, (20000, 8), dtype=np.uint8))
