@@ -26,7 +26,10 @@ hours at 100M), MultiHash searched only up to ``--multihash-max-rows`` (45 q/s a
 Before anything else: ``import sortedhash`` and the first ``kneighbors`` in a
 fresh process, twice (the second run reads the kernels compiled by the first from the cache).
 
-The model and the codes are cached under ``--workdir``, so reruns skip training and encoding.
+The model and the codes are cached under ``--workdir``, so reruns skip training and encoding:
+``nsh_{dataset}_{bits}_{epochs}.joblib`` and ``learned_{dataset}_{bits}_{epochs}_{rows}_{noise}.npy``
+(with ``.queries.npy`` beside it); the epochs are in both names, since codes are re-encoded
+with the model when a run asks for more queries than were cached.
 
 Run: ``python benchmarks/search_scale.py --data ../shared/data --cache DIR --workdir DIR
 [--sizes 1000000 10000000 100000000] [--k 10 100] [--threads 1 2] [--plot qps.png]``;
@@ -84,7 +87,7 @@ def learned_database(args, rows):
     torch.set_num_threads(os.cpu_count())
     args.views = 0
     _, _, train, query, db = load_standardised(args)
-    path = Path(args.workdir) / f"learned_{args.dataset}_{args.bits}_{rows}_{args.noise}.npy"
+    path = Path(args.workdir) / f"learned_{args.dataset}_{args.bits}_{args.epochs}_{rows}_{args.noise}.npy"
     queries_path = path.with_suffix(".queries.npy")
     n_queries = min(args.queries, len(query))
     model_path = Path(args.workdir) / f"nsh_{args.dataset}_{args.bits}_{args.epochs}.joblib"

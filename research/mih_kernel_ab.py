@@ -20,8 +20,8 @@ also prints how many queries gave up, and the results are compared on the querie
 version answered (the same ones must give up).
 
 Run: ``python research/mih_kernel_ab.py --kernels old.py sortedhash/neighbors/_mih.py
---codes DIR/learned_newsgroups_64_10000000_5.0.npy --queries
-DIR/learned_newsgroups_64_10000000_5.0.queries.npy [--mmap]``.
+--codes DIR/learned_newsgroups_64_50_10000000_5.0.npy --queries
+DIR/learned_newsgroups_64_50_10000000_5.0.queries.npy [--mmap]``.
 """
 
 import argparse

@@ -13,8 +13,8 @@ Two versions: run it once per checkout, e.g.
 ``git worktree add /tmp/base REV`` and ``PYTHONPATH=/tmp/base python research/per_call_ab.py ...``
 against ``python research/per_call_ab.py ...``, alternately.
 
-Run: ``python research/per_call_ab.py --codes DIR/learned_newsgroups_64_1000000_5.0.npy
---queries DIR/learned_newsgroups_64_1000000_5.0.queries.npy --per-call 1 4 12``.
+Run: ``python research/per_call_ab.py --codes DIR/learned_newsgroups_64_50_1000000_5.0.npy
+--queries DIR/learned_newsgroups_64_50_1000000_5.0.queries.npy --per-call 1 4 12``.
 """
 
 import argparse

@@ -229,8 +229,8 @@ def test_search_scale_checks_every_method_against_the_scan(tmp_path):
     assert len(rows) == 2  # learned and uniform, k = 5, one thread
     assert all(row[3].strip() == "5" and float(row[10]) > 0 for row in rows)
     assert "k-th distance p10/p50/p90, k = 5: real rows" in result.stdout
-    assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["learned_digits_64_140000_5.0.npy",
-                                                            "learned_digits_64_140000_5.0.queries.npy"]
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["learned_digits_64_1_140000_5.0.npy",
+                                                            "learned_digits_64_1_140000_5.0.queries.npy"]
     assert (tmp_path / "qps.png").exists()
     log = tmp_path / "out.txt"
     log.write_text(result.stdout)
@@ -243,7 +243,7 @@ def test_search_scale_checks_every_method_against_the_scan(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("bits, 60 queries (") == 2
-    assert len(np.load(tmp_path / "learned_digits_64_140000_5.0.queries.npy")) == 60
+    assert len(np.load(tmp_path / "learned_digits_64_1_140000_5.0.queries.npy")) == 60
 
 
 def test_search_scale_searches_in_calls_of_the_asked_size():
