@@ -22,6 +22,7 @@ from ._lanes import MIN_QUERIES
 from ._mih import (SCAN_CODES_PER_WORK, MultiIndex, auto_n_substrings, build_multi_index, extend_multi_index,
                    mih_knn, mih_radius, probe_count)
 from ._mih import is_compiled as mih_compiled
+from ._try_history import TryHistory
 
 __all__ = ["HammingNeighbors"]
 
@@ -97,7 +98,11 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         - ``"auto"``: the tables are built when ``n_samples >= 2**17``; each k-NN call
           times its first queries both ways and sends the rest the faster way
           (radius queries: by the number of buckets to probe). MIH queries that overrun a
-          work budget of a few scans are scanned instead.
+          work budget of a few scans are scanned instead. Calls of 16 queries or fewer,
+          too few to time, try MIH within what scanning them would cost; where most such
+          tries of a kind of call (k, number of queries) have lately lost, the estimator
+          scans those calls without a try for a while (what it learned is not pickled and
+          is forgotten by ``fit``).
 
         The numpy and faiss backends always scan.
     n_substrings : int or "auto", default="auto"
@@ -278,6 +283,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         return estimator
 
     def _set_database(self, codes):
+        self.__dict__.pop("_tries", None)  # what auto learned of other codes
         self._fit_X = codes
         self.n_samples_fit_, self.n_features_in_ = codes.shape
         self.n_bits_ = 8 * self.n_features_in_
@@ -319,6 +325,7 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         # faiss indexes cannot be pickled; the scan layout and the tables are rebuilt on load.
         state.pop("_index", None)
         state.pop("_mih", None)
+        state.pop("_tries", None)  # how this process's calls went, not the model
         if isinstance(state.get("_fit_X"), np.memmap):
             state["_fit_X"] = np.asarray(state["_fit_X"])  # the data, not a handle to a file
         return state
@@ -327,6 +334,14 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         super().__setstate__(state)
         if "_fit_X" in state:
             self._build_index()
+
+    @property
+    def _try_history(self):
+        """What ``"auto"`` remembers of its few-query calls' MIH tries (:mod:`._try_history`)."""
+        history = self.__dict__.get("_tries")
+        if history is None:
+            history = self._tries = TryHistory()
+        return history
 
     @property
     def _threads(self):
@@ -416,17 +431,25 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         would overrun anyway (:func:`_mih_cannot_win`). Up to 16 queries go to MIH, or to
         the scan when :meth:`_few_queries_overrun_mih`; they try MIH on the budget of what
         the scan would cost them, and from :data:`~._lanes.MIN_QUERIES` queries on the first
-        alone tries it: if it overruns, all are scanned together.
+        alone tries it: if it overruns, all are scanned together. Calls of a kind (k, number
+        of queries) whose tries have lately lost (cost more work than the scan) go to the
+        scan without a try, MIH tried again after 2, 4, ... 64 calls (:mod:`._try_history`).
         """
         n_queries = len(query_words)
+        # Calls of a kind where most tries have lately lost go to the scan without one for a
+        # while (TryHistory); first thing, as the scan alone would be.
+        history, key = self._try_history, (k, n_queries)
+        if n_queries <= _AUTO_SAMPLE and history.scan_without_try(key):
+            return knn_search(self._index, query_words, k, self.n_bits_, exclude, self._threads)
         if exclude is None:
             exclude = np.full(n_queries, -1, dtype=np.int64)
         budget = max(1, 2 * self.n_samples_fit_ // SCAN_CODES_PER_WORK)
 
         overrun = 0  # sampled MIH queries over their budget
+        work = None  # of the last MIH call's queries (-1: over budget)
 
         def by_mih(part, threads, budget=budget):
-            nonlocal overrun
+            nonlocal overrun, work
             d, i, work = mih_knn(self._index, self._mih, query_words[part], k, exclude[part], budget, threads)
             over = np.flatnonzero(work < 0)
             if len(over):
@@ -455,12 +478,22 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
             # over it are scanned); from MIN_QUERIES on the first alone tries it, and if it
             # overruns all go to the scan, which takes them together.
             if not scans_in_groups(self._index.shape[0], n_queries):  # scanned one at a time
-                return by_mih(slice(None), self._threads, max(1, budget // 2))
+                result = by_mih(slice(None), self._threads, max(1, budget // 2))
+                history.record(key, n_queries, overrun)
+                return result
             probe = max(1, budget * MIN_QUERIES // (2 * n_queries))
-            d, i, work = mih_knn(self._index, self._mih, query_words[:1], k, exclude[:1], probe, self._threads)
-            if work[0] < 0:
+            d, i, first = mih_knn(self._index, self._mih, query_words[:1], k, exclude[:1], probe, self._threads)
+            if first[0] < 0:
+                history.record(key, 1, 1)
                 return by_scan(slice(None), self._threads)
             rest = by_mih(slice(1, None), self._threads)
+            # The call lost when the rest's MIH work (an overrun's budget counted) passed
+            # their share of the group's scan: about half of `probe` a query (1M 64-bit
+            # codes, AVX-512: a group 0.41-0.50 ms, a lone query's scan 0.11-0.13 ms). One
+            # outcome a call, as for its first query: a single heavy query can tip a call.
+            spent = sum(budget if w < 0 else w for w in work.tolist())  # a few: quicker than numpy
+            lost = spent > (probe // 2) * (n_queries - 1)
+            history.record(key, 1, int(lost))
             return np.concatenate([d, rest[0]]), np.concatenate([i, rest[1]])
         # The samples run on one thread each, so the costs compare whatever n_jobs. The scan
         # runs its queries 16 at a time (one vector), so one or two queries alone cost it

@@ -258,6 +258,119 @@ def test_a_few_queries_try_mih_on_what_the_scan_would_cost_and_go_to_the_scan_wh
     assert calls == [("mih", len(few), budget // 2, len(few)), ("scan", len(few))]
 
 
+def _routed_calls(monkeypatch):
+    """Spy on HammingNeighbors' MIH and scan calls: a list of ("mih" | "scan", queries)."""
+    calls = []
+    mih_knn, knn_search = hamming.mih_knn, hamming.knn_search
+
+    def recording_mih_knn(db, mih, queries, *args, **kwargs):
+        calls.append(("mih", len(queries)))
+        return mih_knn(db, mih, queries, *args, **kwargs)
+
+    def recording_knn_search(db, queries, *args, **kwargs):
+        calls.append(("scan", len(queries)))
+        return knn_search(db, queries, *args, **kwargs)
+
+    monkeypatch.setattr(hamming, "mih_knn", recording_mih_knn)
+    monkeypatch.setattr(hamming, "knn_search", recording_knn_search)
+    return calls
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_calls_of_a_few_queries_skip_the_mih_try_while_it_costs_more_than_the_scan(monkeypatch, grouped):
+    # Uniform codes, k = 10: every try overruns (its work spent, then the scan). Calls of
+    # that kind then go to the scan without a try, MIH tried again after 2, 4, 8 calls.
+    # Each call's results are exact all along. Three queries a call: all three try MIH
+    # (and lose) where the scan takes them one at a time; where it takes them as a group,
+    # the first alone tries, and it takes three such calls to stop the tries.
+    monkeypatch.setattr(hamming, "scans_in_groups", lambda n_words, n_queries: grouped)
+    calls = _routed_calls(monkeypatch)
+    rng = np.random.default_rng(11)
+    db = _database("uniform", 2**17 + 100, 8, rng)
+    queries = _database("uniform", 3 * 20, 8, rng)
+    auto = HammingNeighbors(n_neighbors=10).fit(db)
+    tried = []
+    for call in range(20):
+        calls.clear()
+        part = queries[3 * call:3 * call + 3]
+        _assert_same(auto.kneighbors(part), _reference(part, db, 10))
+        tried.append(calls[0][0] == "mih")
+        assert calls[-1] == ("scan", 3)  # overran (or skipped the try): scanned
+    assert [i for i, t in enumerate(tried) if t] == ([0, 1, 2, 5, 10, 19] if grouped else [0, 3, 8, 17])
+    # Another kind of call (other k, other number of queries) still tries first.
+    calls.clear()
+    auto.kneighbors(queries[:2])
+    auto.kneighbors(queries[:3], 11)
+    assert [c for c in calls if c[0] == "mih"] == [("mih", 2 if not grouped else 1), ("mih", 3 if not grouped else 1)]
+
+
+def test_the_history_of_tries_is_forgotten_by_a_refit_and_left_out_of_pickles(monkeypatch):
+    import pickle
+
+    calls = _routed_calls(monkeypatch)
+    rng = np.random.default_rng(12)
+    db = _database("uniform", 2**17 + 100, 8, rng)
+    query = _database("uniform", 1, 8, rng)
+    auto = HammingNeighbors(n_neighbors=10).fit(db)
+    for _ in range(3):  # lost, lost, lost: the share lost over three quarters
+        auto.kneighbors(query)
+    calls.clear()
+    auto.kneighbors(query)
+    assert calls == [("scan", 1)]  # waiting
+    assert "_tries" not in pickle.loads(pickle.dumps(auto)).__dict__
+    for fresh in (pickle.loads(pickle.dumps(auto)), auto.fit(db)):
+        calls.clear()
+        fresh.kneighbors(query)
+        assert calls[0] == ("mih", 1)
+
+
+def test_calls_whose_mih_queries_finish_within_budget_keep_trying_mih(monkeypatch):
+    # Near copies of 2,000 codes, k = 10: MIH answers every query within its budget, and
+    # every call goes through MIH.
+    calls = _routed_calls(monkeypatch)
+    rng = np.random.default_rng(8)
+    base = _database("uniform", 2000, 8, rng)
+    db = base[rng.integers(0, len(base), 2**17 + 100)] ^ np.packbits(
+        rng.random((2**17 + 100, 64)) < 0.02, axis=1, bitorder="little")
+    auto = HammingNeighbors(n_neighbors=10).fit(db)
+    for call in range(10):
+        query = base[call:call + 1]
+        _assert_same(auto.kneighbors(query), _reference(query, db, 10))
+    assert calls == [("mih", 1)] * 10
+
+
+@pytest.mark.parametrize("share", [0.4, 0.6])
+def test_a_group_of_queries_whose_mih_work_passes_their_share_of_the_group_scan_stops_the_tries(monkeypatch, share):
+    # Near copies of 2,000 codes, twelve queries a call, scanned as a group: MIH answers
+    # them all within budget, but (its reported work inflated here) each one's work is a
+    # share of the first query's budget (what a group's scan costs a query, counted as a
+    # lone query's scans). Past half of it, the call lost; three lost calls in a row stop
+    # the tries.
+    monkeypatch.setattr(hamming, "scans_in_groups", lambda n_words, n_queries: True)
+    calls = []
+    mih_knn = hamming.mih_knn
+
+    def inflating_mih_knn(db, mih, queries, k, exclude, budget, *args, **kwargs):
+        dist, ind, work = mih_knn(db, mih, queries, k, exclude, budget, *args, **kwargs)
+        calls.append(len(queries))
+        if len(queries) > 1:  # the rest, after the first query
+            work[work >= 0] = int(share * probe)
+        return dist, ind, work
+
+    monkeypatch.setattr(hamming, "mih_knn", inflating_mih_knn)
+    rng = np.random.default_rng(13)
+    base = _database("uniform", 2000, 8, rng)
+    db = base[rng.integers(0, len(base), 2**17 + 100)] ^ np.packbits(
+        rng.random((2**17 + 100, 64)) < 0.02, axis=1, bitorder="little")
+    budget = max(1, 2 * len(db) // _mih.SCAN_CODES_PER_WORK)
+    probe = budget * hamming.MIN_QUERIES // (2 * 12)
+    auto = HammingNeighbors(n_neighbors=10).fit(db)
+    for call in range(4):
+        queries = base[12 * call:12 * call + 12]
+        _assert_same(auto.kneighbors(queries), _reference(queries, db, 10))
+    assert calls == [1, 11] * (3 if share > 0.5 else 4)
+
+
 def test_mih_cannot_win_when_most_queries_would_probe_past_the_budget():
     index = build_multi_index(pack_words(_database("uniform", 1000, 8, np.random.default_rng(7))), 64, 4)
     # 4 tables of 16 bits: a k-th distance of 7 takes rounds 0-1 (17 probes a table), of 20
