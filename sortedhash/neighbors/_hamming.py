@@ -432,11 +432,12 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         the scan when :meth:`_few_queries_overrun_mih`; they try MIH on the budget of what
         the scan would cost them, and from :data:`~._lanes.MIN_QUERIES` queries on the first
         alone tries it: if it overruns, all are scanned together. Calls of a kind (k, number
-        of queries) whose tries have lately lost (cost more work than the scan) go to the
-        scan without a try, MIH tried again after 2, 4, ... 64 calls (:mod:`._try_history`).
+        of queries) where over three quarters of the recent tries lost (cost more work than
+        the scan) go to the scan without a try, MIH tried again after 2, 4, ... 64 calls
+        (:mod:`._try_history`).
         """
         n_queries = len(query_words)
-        # Calls of a kind where most tries have lately lost go to the scan without one for a
+        # Calls of a kind whose recent tries mostly lost go to the scan without one for a
         # while (TryHistory); first thing, as the scan alone would be.
         history, key = self._try_history, (k, n_queries)
         if n_queries <= _AUTO_SAMPLE and history.scan_without_try(key):
