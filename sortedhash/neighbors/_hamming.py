@@ -429,9 +429,10 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         is at most two scans' worth when MIH wins, and the sample's MIH work when it loses.
         The MIH sample is skipped when the scanned queries' k-th distances show that MIH
         would overrun anyway (:func:`_mih_cannot_win`). Up to 16 queries go to MIH, or to
-        the scan when :meth:`_few_queries_overrun_mih`; they try MIH on the budget of what
-        the scan would cost them, and from :data:`~._lanes.MIN_QUERIES` queries on the first
-        alone tries it: if it overruns, all are scanned together. Calls of a kind (k, number
+        the scan when :meth:`_few_queries_overrun_mih`; fewer than
+        :data:`~._lanes.MIN_QUERIES` try MIH together on the budget, and from MIN_QUERIES on
+        the first alone tries it on its share of a group's scan: if it overruns, all are
+        scanned together. Calls of a kind (k, number
         of queries) where over three quarters of the recent tries lost (cost more work than
         the scan) go to the scan without a try, MIH tried again after 2, 4, ... 64 calls
         (:mod:`._try_history`).
@@ -471,15 +472,17 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         if n_queries <= _AUTO_SAMPLE:  # too few to time both ways
             if self._few_queries_overrun_mih(query_words, k, budget):
                 return by_scan(slice(None), self._threads)
-            # MIH first on the budget of what the scan would cost these queries: one scan a
-            # query where it takes them one at a time, a group's scan shared among them from
-            # MIN_QUERIES on (the budget is about two scans). Where MIH wins a query needs far
-            # less; where it loses (uniform codes), 16 queries that each spent the whole
-            # budget took up to 6x the scan. Fewer than MIN_QUERIES try it together (those
-            # over it are scanned); from MIN_QUERIES on the first alone tries it, and if it
-            # overruns all go to the scan, which takes them together.
+            # MIH first. Fewer than MIN_QUERIES try it together, each on the budget (about
+            # two scans; those over it are scanned): where MIH loses, a query stops at its
+            # checkpoint, and calls stop trying (TryHistory); where MIH and the scan are close
+            # (1M learned codes, k = 100), the 12 % of queries past one scan's work needed 1.9
+            # of it on average, and a budget of one scan made them pay it and the scan (auto ÷
+            # the better 0.74-0.77 a lone query, 0.96 with two). From MIN_QUERIES on the first
+            # alone tries it, on its share of a group's scan, and if it overruns all go to
+            # the scan, which takes them together (16 queries that each spent the budget
+            # once took up to 6x the scan).
             if not scans_in_groups(self._index.shape[0], n_queries):  # scanned one at a time
-                result = by_mih(slice(None), self._threads, max(1, budget // 2))
+                result = by_mih(slice(None), self._threads)
                 history.record(key, n_queries, overrun)
                 return result
             probe = max(1, budget * MIN_QUERIES // (2 * n_queries))

@@ -229,8 +229,8 @@ def test_a_few_queries_try_mih_on_what_the_scan_would_cost_and_go_to_the_scan_wh
     # Uniform codes, k = 10: too few neighbours to estimate the k-th distances from a share
     # of the codes, and MIH must probe thousands of buckets. Sixteen queries: the first alone
     # tries MIH on the budget of its share of a group's scan, overruns it, and all go to the
-    # scan. Fewer than a group's worth: they try it together, each on half the budget (about
-    # a scan, what scanning it alone costs), and each that overruns is scanned.
+    # scan. Fewer than a group's worth: they try it together, each on the budget (about two
+    # scans; queries that lose stop at their checkpoints), and each that overruns is scanned.
     calls = []
     mih_knn, knn_search = hamming.mih_knn, hamming.knn_search
 
@@ -255,7 +255,7 @@ def test_a_few_queries_try_mih_on_what_the_scan_would_cost_and_go_to_the_scan_wh
     calls.clear()
     few = queries[:hamming.MIN_QUERIES - 1]
     _assert_same(auto.kneighbors(few), _reference(few, db, 10))
-    assert calls == [("mih", len(few), budget // 2, len(few)), ("scan", len(few))]
+    assert calls == [("mih", len(few), budget, len(few)), ("scan", len(few))]
 
 
 def _routed_calls(monkeypatch):
