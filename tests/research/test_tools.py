@@ -211,3 +211,14 @@ def test_per_call_ab_times_auto_against_both_methods_for_each_setting(tmp_path):
     assert [r[:3] for r in rows] == [("learned", "3", "1"), ("learned", "3", "4"), ("uniform", "3", "1"),
                                      ("uniform", "3", "4")], result.stdout
     assert all(float(r[3]) > 0 for r in rows)
+
+
+def test_copy_speed_times_estimators_on_copies_and_on_one_shared_array():
+    cmd = [sys.executable, str(ROOT / "research" / "copy_speed.py"), "--rows", "3000", "--estimators", "3",
+           "--queries", "8", "--per-call", "4", "--k", "3", "--rounds", "1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = re.findall(r"^(copies|shared)\s+\|((?:\s+\d+\.\d)+) \| slowest / fastest (\d+\.\d+)$", result.stdout, re.M)
+    assert [r[0] for r in rows] == ["copies", "shared"], result.stdout
+    assert all(len(r[1].split()) == 3 and float(r[2]) >= 1.0 for r in rows)
