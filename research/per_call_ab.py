@@ -7,7 +7,9 @@ one's median round counts. Prints microseconds a query and auto ÷ the better of
 two for each kind of codes and k.
 
 Codes: the learned codes ``benchmarks/search_scale.py`` caches in its ``--workdir``
-(``--codes`` and ``--queries``), and uniform random codes of the same shape.
+(``--codes`` and ``--queries``), uniform random codes of the same shape, and (``--kinds
+clustered``) codes between the two: 20,000 random centres, each copied N / 20,000 times with
+each bit flipped at rate p (one database for each p of ``--flip``), the queries fresh copies.
 
 Two versions: run it once per checkout, e.g.
 ``git worktree add /tmp/base REV`` and ``PYTHONPATH=/tmp/base python research/per_call_ab.py ...``
@@ -42,6 +44,19 @@ def per_query_times(estimators, queries, per_call, rounds):
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
+def clustered(shape, n_queries, p, rng, n_centres=20_000):
+    """Copies of random centres with each bit flipped at rate ``p``: ``shape[0]`` codes
+    (each centre's copies together) and ``n_queries`` fresh copies of random centres."""
+    n_rows, n_bytes = shape
+    n_centres = min(n_centres, n_rows)
+    centres = rng.integers(0, 2, (n_centres, 8 * n_bytes), dtype=np.uint8)
+
+    def copies(which):
+        return np.packbits(centres[which] ^ (rng.random((len(which), 8 * n_bytes)) < p), axis=1)
+
+    return copies(np.arange(n_rows) * n_centres // n_rows), copies(rng.integers(0, n_centres, n_queries))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--codes", required=True, help="packed uint8 codes (.npy)")
@@ -50,23 +65,29 @@ def main():
     parser.add_argument("--per-call", type=int, nargs="+", default=[1, 4, 12])
     parser.add_argument("--k", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--kinds", nargs="+", default=["learned", "uniform"], choices=["learned", "uniform"])
+    parser.add_argument("--kinds", nargs="+", default=["learned", "uniform"],
+                        choices=["learned", "uniform", "clustered"])
+    parser.add_argument("--flip", type=float, nargs="+", default=[0.05, 0.1, 0.15],
+                        help="bit-flip rates of the clustered codes")
     args = parser.parse_args()
 
     learned = np.load(args.codes)
     rng = np.random.default_rng(0)
     kinds = {
-        "learned": (learned, np.load(args.queries)[: args.n_queries]),
-        "uniform": (rng.integers(0, 256, learned.shape, dtype=np.uint8),
-                    rng.integers(0, 256, (args.n_queries, learned.shape[1]), dtype=np.uint8)),
+        "learned": lambda: (learned, np.load(args.queries)[: args.n_queries]),
+        "uniform": lambda: (rng.integers(0, 256, learned.shape, dtype=np.uint8),
+                            rng.integers(0, 256, (args.n_queries, learned.shape[1]), dtype=np.uint8)),
     }
+    for p in args.flip:
+        kinds[f"flip{p}"] = lambda p=p: clustered(learned.shape, args.n_queries, p, rng)
+    names = [n for kind in args.kinds for n in ([f"flip{p}" for p in args.flip] if kind == "clustered" else [kind])]
     print(f"sortedhash from {sortedhash.__file__}; {len(learned):,} codes of {8 * learned.shape[1]} bits, "
           f"{args.n_queries} queries, median of {args.rounds} rounds")
-    for name in args.kinds:
-        db, queries = kinds[name]
+    for name in names:
+        db, queries = kinds[name]()
         # Read-only, so that the three estimators search one array in place: copies of the
-        # same codes scan at speeds up to ~10 % apart (1M 64-bit codes, AMD EPYC Zen 5), which
-        # would read as a difference between the methods.
+        # same codes scan up to 1.22x apart (1M 64-bit codes, AMD EPYC Zen 5;
+        # research/copy_speed.py), which would read as a difference between the methods.
         db.flags.writeable = False
         for k in args.k:
             estimators = {a: HammingNeighbors(n_neighbors=k, algorithm=a, n_jobs=1).fit(db)

@@ -99,8 +99,8 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
           times its first queries both ways and sends the rest the faster way
           (radius queries: by the number of buckets to probe). MIH queries that overrun a
           work budget of a few scans are scanned instead. Calls of 16 queries or fewer,
-          too few to time, try MIH within what scanning them would cost; where most such
-          tries of a kind of call (k, number of queries) have lately lost, the estimator
+          too few to time, try MIH within what scanning them would cost; where over three
+          quarters of a kind of call's (k, number of queries) recent tries lost, the estimator
           scans those calls without a try for a while (what it learned is not pickled and
           is forgotten by ``fit``).
 
@@ -432,10 +432,9 @@ class HammingNeighbors(KNeighborsMixin, RadiusNeighborsMixin, SafeStateMixin, Ve
         the scan when :meth:`_few_queries_overrun_mih`; fewer than
         :data:`~._lanes.MIN_QUERIES` try MIH together on the budget, and from MIN_QUERIES on
         the first alone tries it on its share of a group's scan: if it overruns, all are
-        scanned together. Calls of a kind (k, number
-        of queries) where over three quarters of the recent tries lost (cost more work than
-        the scan) go to the scan without a try, MIH tried again after 2, 4, ... 64 calls
-        (:mod:`._try_history`).
+        scanned together. Calls of a kind (k, number of queries) where over three quarters
+        of the recent tries lost (cost more work than the scan) go to the scan without a try,
+        MIH tried again after 2, 4, ... 64 calls (:mod:`._try_history`).
         """
         n_queries = len(query_words)
         # Calls of a kind whose recent tries mostly lost go to the scan without one for a

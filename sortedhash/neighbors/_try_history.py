@@ -24,8 +24,8 @@ not timings, so they are reproducible; only the speed depends on them, never the
 __all__ = ["MAX_WAIT", "TryHistory"]
 
 MAX_WAIT = 64  # calls scanned between two retries, at most: a retry then costs ~1/64 of its try
-_WEIGHT = 0.25  # of each newly tried query in the share
-_STOP_SHARE = 0.75  # of queries lost, above which calls stop trying
+_WEIGHT = 0.25  # of each newer try in the share
+_STOP_SHARE = 0.75  # of tries lost, above which calls stop trying
 _FIRST_WAIT = 2
 
 

@@ -203,13 +203,13 @@ def test_per_call_ab_times_auto_against_both_methods_for_each_setting(tmp_path):
     np.save(tmp_path / "queries.npy", rng.integers(0, 256, (20, 8), dtype=np.uint8))
     cmd = [sys.executable, str(ROOT / "research" / "per_call_ab.py"), "--codes", str(tmp_path / "codes.npy"),
            "--queries", str(tmp_path / "queries.npy"), "--n-queries", "8", "--per-call", "1", "4", "--k", "3",
-           "--rounds", "1"]
+           "--rounds", "1", "--kinds", "learned", "uniform", "clustered", "--flip", "0.1"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                             env=dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = re.findall(r"^(\w+)\s+k=(\d+)\s+(\d+) a call .* auto / best (\d+\.\d+)$", result.stdout, re.M)
-    assert [r[:3] for r in rows] == [("learned", "3", "1"), ("learned", "3", "4"), ("uniform", "3", "1"),
-                                     ("uniform", "3", "4")], result.stdout
+    rows = re.findall(r"^([\w.]+)\s+k=(\d+)\s+(\d+) a call .* auto / best (\d+\.\d+)$", result.stdout, re.M)
+    assert [r[:3] for r in rows] == [(kind, "3", n) for kind in ("learned", "uniform", "flip0.1") for n in "14"], \
+        result.stdout
     assert all(float(r[3]) > 0 for r in rows)
 
 
